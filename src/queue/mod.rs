@@ -1,0 +1,233 @@
+//! The write path's queues: one bounded MPSC ring per kind of write (control first, then
+//! puts, then outcomes), the writer's wake-up protocol, and bounded blocking for producers.
+//!
+//! Producers never take a lock to enqueue. The writer sleeps when there is not a batch's worth
+//! of work and is woken by a producer whose push fills a batch (or by any flush), or by its
+//! own timer after `batch_interval`. A producer that finds its ring full wakes the writer,
+//! then waits on a condition variable that the writer signals after every drain, for at most
+//! `enqueue_timeout`.
+
+pub mod ring;
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::pattern::{Outcome, Pattern};
+use crate::sync::{thread, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
+use ring::{Consumer, Producer};
+
+/// An id stored inline when short (ULIDs are 26 bytes), so most outcomes allocate nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum SmallId {
+    Inline { len: u8, bytes: [u8; 30] },
+    Heap(Box<str>),
+}
+
+impl SmallId {
+    pub fn new(id: &str) -> Self {
+        if id.len() <= 30 {
+            let mut bytes = [0u8; 30];
+            bytes[..id.len()].copy_from_slice(id.as_bytes());
+            SmallId::Inline { len: id.len() as u8, bytes }
+        } else {
+            SmallId::Heap(id.into())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            // The bytes were copied from a `&str`, so they are UTF-8.
+            SmallId::Inline { len, bytes } => std::str::from_utf8(&bytes[..*len as usize]).unwrap_or(""),
+            SmallId::Heap(s) => s,
+        }
+    }
+}
+
+/// A queued `put`.
+pub(crate) struct PutOp {
+    pub seq: u64,
+    pub pattern: Arc<Pattern>,
+}
+
+/// A queued `record_outcome`.
+pub(crate) struct OutcomeOp {
+    pub seq: u64,
+    pub id: SmallId,
+    pub outcome: Outcome,
+    pub at_ms: i64,
+}
+
+/// A control message, served before any write.
+pub(crate) enum Control {
+    /// Commit everything queued before this message, then acknowledge `ticket`.
+    Flush { ticket: u64 },
+    /// Flush, checkpoint and stop.
+    Shutdown { ticket: u64 },
+}
+
+/// What producers share with the writer.
+pub(crate) struct Lanes {
+    pub control: Producer<Control>,
+    pub puts: Producer<PutOp>,
+    pub outcomes: Producer<OutcomeOp>,
+    /// Write sequence numbers: a total order of writes consistent with each thread's order.
+    pub next_seq: AtomicU64,
+    pub batch_puts: usize,
+    pub batch_outcomes: usize,
+    pub enqueue_timeout: Duration,
+    writer: Mutex<Option<thread::Thread>>,
+    writer_sleeping: AtomicBool,
+    /// Set when the writer has stopped; producers then fail fast with `Closed`.
+    pub closed: AtomicBool,
+    space: Mutex<()>,
+    space_cv: Condvar,
+    waiting: AtomicUsize,
+}
+
+/// The writer's ends of the rings.
+pub(crate) struct Receivers {
+    pub control: Consumer<Control>,
+    pub puts: Consumer<PutOp>,
+    pub outcomes: Consumer<OutcomeOp>,
+}
+
+/// Why a blocking enqueue failed; carries the item back.
+pub(crate) enum EnqueueError<T> {
+    /// Still full after `enqueue_timeout`.
+    Full(T),
+    Closed,
+}
+
+impl Lanes {
+    pub fn new(
+        put_capacity: usize,
+        outcome_capacity: usize,
+        batch_puts: usize,
+        batch_outcomes: usize,
+        enqueue_timeout: Duration,
+    ) -> (Arc<Self>, Receivers) {
+        let (control, control_rx) = ring::ring(1024);
+        let (puts, puts_rx) = ring::ring(put_capacity);
+        let (outcomes, outcomes_rx) = ring::ring(outcome_capacity);
+        let lanes = Arc::new(Self {
+            control,
+            puts,
+            outcomes,
+            next_seq: AtomicU64::new(1),
+            batch_puts: batch_puts.min(put_capacity),
+            batch_outcomes: batch_outcomes.min(outcome_capacity),
+            enqueue_timeout,
+            writer: Mutex::new(None),
+            writer_sleeping: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            space: Mutex::new(()),
+            space_cv: Condvar::new(),
+            waiting: AtomicUsize::new(0),
+        });
+        (lanes, Receivers { control: control_rx, puts: puts_rx, outcomes: outcomes_rx })
+    }
+
+    /// Registers the writer thread to wake.
+    pub fn set_writer(&self, t: thread::Thread) {
+        *self.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+    }
+
+    /// The next write sequence number.
+    #[inline]
+    pub fn take_seq(&self) -> u64 {
+        // Relaxed: the counter's own modification order is the total order we need; each
+        // thread's writes get increasing numbers because its fetch_adds are sequenced.
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Wakes the writer unconditionally (a flush, a full ring).
+    pub fn wake_writer(&self) {
+        if let Some(t) = &*self.writer.lock().unwrap_or_else(|e| e.into_inner()) {
+            t.unpark();
+        }
+    }
+
+    /// Wakes the writer if it sleeps and `depth` reached a batch.
+    #[inline]
+    fn wake_if_batch(&self, depth: usize, batch: usize) {
+        // SeqCst: pairs with the SeqCst store in `writer_parking`, so either the writer
+        // sees our item when it rechecks the rings, or we see it sleeping and wake it.
+        if depth >= batch && self.writer_sleeping.load(Ordering::SeqCst) {
+            self.wake_writer();
+        }
+    }
+
+    /// The writer announces it is about to sleep (`true`) or has woken (`false`).
+    pub fn writer_parking(&self, sleeping: bool) {
+        // SeqCst: see `wake_if_batch`.
+        self.writer_sleeping.store(sleeping, Ordering::SeqCst);
+    }
+
+    /// Enqueues without waiting; hands the item back if its ring is full.
+    #[inline]
+    pub fn try_push<T>(&self, ring: &Producer<T>, batch: usize, item: T) -> Result<(), T> {
+        ring.push(item)?;
+        self.wake_if_batch(ring.len(), batch);
+        Ok(())
+    }
+
+    /// Enqueues, waiting up to `enqueue_timeout` for room.
+    pub fn push_blocking<T>(&self, ring: &Producer<T>, batch: usize, item: T) -> Result<(), EnqueueError<T>> {
+        // Acquire: pairs with the Release store when the writer stops, so a closed store is
+        // seen before we wait on a ring that nobody drains.
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EnqueueError::Closed);
+        }
+        let mut item = match self.try_push(ring, batch, item) {
+            Ok(()) => return Ok(()),
+            Err(back) => back,
+        };
+        let deadline = Instant::now() + self.enqueue_timeout;
+        // Relaxed: the count only decides whether the writer bothers to notify; a missed
+        // notify costs one 1 ms wait below, never correctness.
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let result = loop {
+            self.wake_writer();
+            let guard = self.space.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if now >= deadline {
+                break Err(EnqueueError::Full(item));
+            }
+            let wait = (deadline - now).min(Duration::from_millis(1));
+            drop(self.space_cv.wait_timeout(guard, wait).unwrap_or_else(|e| e.into_inner()));
+            // Acquire: as above.
+            if self.closed.load(Ordering::Acquire) {
+                break Err(EnqueueError::Closed);
+            }
+            match ring.push(item) {
+                Ok(()) => break Ok(()),
+                Err(back) => item = back,
+            }
+        };
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    /// The writer signals that it freed room.
+    pub fn notify_space(&self) {
+        // Relaxed: see `push_blocking`.
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            let _guard = self.space.lock().unwrap_or_else(|e| e.into_inner());
+            self.space_cv.notify_all();
+        }
+    }
+}
+
+impl<T> EnqueueError<T> {
+    /// The error a blocking call reports.
+    pub fn into_error(self, what: &str, timeout: Duration) -> Error {
+        match self {
+            EnqueueError::Full(_) => Error::new(
+                ErrorKind::QueueFull,
+                format!("{what}: the write queue stayed full for {timeout:?}; nothing was enqueued"),
+            ),
+            EnqueueError::Closed => Error::new(ErrorKind::Closed, format!("{what}: the store is closed")),
+        }
+    }
+}
+

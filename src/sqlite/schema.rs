@@ -1,0 +1,175 @@
+//! File set-up: pragmas, schema, and the checks that a file is ours and matches the config.
+//!
+//! ## Schema (version 1)
+//!
+//! ```sql
+//! meta     (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID
+//! patterns (rid INTEGER PRIMARY KEY, id TEXT UNIQUE, kind, data BLOB, embedding BLOB,
+//!           created_at_ms)
+//! stats    (id TEXT PRIMARY KEY, confidence REAL, usage_count, success_count,
+//!           failure_count, last_used_ms) WITHOUT ROWID
+//! ```
+//!
+//! The counters live apart from the payload on purpose: an `UPDATE` rewrites the whole
+//! record, and a pattern's record is ≈ 2.5 KiB (data plus a 1.5 KiB embedding) while its
+//! stats record is ≈ 60 bytes, so outcome updates touch 40× fewer bytes.
+//!
+//! Indexes, each earning its place:
+//! - `patterns.id UNIQUE` (an automatic index): `get` by id and the `put` upsert's conflict
+//!   target. Its write cost, measured by `benches/writer.rs` (`put_ceiling` vs
+//!   `put_ceiling_no_id_index`), is written in the README.
+//! - `stats` is keyed by id (WITHOUT ROWID): outcome updates and the `get` join descend one
+//!   compact tree; no second index.
+//!
+//! No index on kind or confidence yet: no query filters on them in SQL.
+
+use crate::config::{Config, Synchronous};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sqlite::ffi::{Connection, Value};
+
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+const FORMAT: &str = "patternbank";
+
+const CREATE: &str = "
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE patterns(
+    rid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    data BLOB NOT NULL,
+    embedding BLOB,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE stats(
+    id TEXT PRIMARY KEY,
+    confidence REAL NOT NULL,
+    usage_count INTEGER NOT NULL,
+    success_count INTEGER NOT NULL,
+    failure_count INTEGER NOT NULL,
+    last_used_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Pragmas every connection gets.
+fn connection_pragmas(conn: &Connection, cfg: &Config) -> Result<()> {
+    conn.busy_timeout(cfg.busy_timeout.as_millis().min(u32::MAX as u128) as u32)?;
+    let sync = match cfg.synchronous {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync}; PRAGMA cache_size = -{}; PRAGMA mmap_size = {}; \
+         PRAGMA temp_store = MEMORY;",
+        cfg.cache_size_kib, cfg.mmap_size_bytes
+    ))
+}
+
+/// Opens the writer connection, creating and checking the file.
+pub(crate) fn open_writer(cfg: &Config, slow: Option<crate::sync::Arc<crate::metrics::SlowLog>>) -> Result<Connection> {
+    let conn = Connection::open(&cfg.path, super::ffi::OpenMode::ReadWriteCreate, slow)?;
+    connection_pragmas(&conn, cfg)?;
+    // The first read of a file that is not SQLite fails here with SQLITE_NOTADB.
+    let tables = conn.query_strings("SELECT name FROM sqlite_schema WHERE type = 'table'").map_err(foreign)?;
+    if tables.is_empty() {
+        // page_size and auto_vacuum must be set before the first table exists.
+        conn.execute_batch(&format!(
+            "PRAGMA page_size = {}; PRAGMA auto_vacuum = INCREMENTAL;",
+            cfg.page_size
+        ))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL;")?;
+        conn.execute_batch("BEGIN IMMEDIATE;")?;
+        let created = conn.execute_batch(CREATE).and_then(|()| {
+            let mut ins = conn.prepare("INSERT INTO meta(key, value) VALUES (?1, ?2)")?;
+            for (k, v) in [
+                ("format", FORMAT.to_owned()),
+                ("schema_version", SCHEMA_VERSION.to_string()),
+                ("embedding_model", cfg.embedding_model.clone()),
+                ("embedding_dim", cfg.embedding_dim.to_string()),
+            ] {
+                ins.execute(&[Value::Text(k), Value::Text(&v)])?;
+            }
+            Ok(())
+        });
+        match created {
+            Ok(()) => conn.execute_batch("COMMIT;")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK;");
+                return Err(e);
+            }
+        }
+    } else {
+        check_meta(&conn, cfg)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL;")?;
+    }
+    conn.execute_batch(&format!("PRAGMA wal_autocheckpoint = {};", cfg.wal_autocheckpoint_pages))?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection on an existing file and checks it is ours.
+pub(crate) fn open_reader(cfg: &Config, slow: Option<crate::sync::Arc<crate::metrics::SlowLog>>, check: bool) -> Result<Connection> {
+    if !cfg.path.exists() {
+        return Err(Error::new(ErrorKind::Io, format!("{} does not exist", cfg.path.display())));
+    }
+    let conn = Connection::open(&cfg.path, super::ffi::OpenMode::ReadOnly, slow)?;
+    connection_pragmas(&conn, cfg)?;
+    conn.execute_batch("PRAGMA query_only = 1;")?;
+    if check {
+        check_meta(&conn, cfg)?;
+    }
+    Ok(conn)
+}
+
+fn foreign(e: Error) -> Error {
+    if e.kind() == ErrorKind::Corrupt {
+        Error::new(ErrorKind::Incompatible, format!("not a SQLite database: {}", e.message()))
+    } else {
+        e
+    }
+}
+
+/// The file's recorded embedding model and dimension.
+pub(crate) fn read_meta(conn: &Connection) -> Result<std::collections::HashMap<String, String>> {
+    let mut stmt = conn.prepare("SELECT key, value FROM meta").map_err(|e| {
+        Error::new(ErrorKind::Incompatible, "a SQLite database, but not a patternbank store (no meta table)").with_source(e)
+    })?;
+    let mut out = std::collections::HashMap::new();
+    stmt.for_each(&[], |row| {
+        out.insert(row.text(0).unwrap_or_default().to_owned(), row.text(1).unwrap_or_default().to_owned());
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn check_meta(conn: &Connection, cfg: &Config) -> Result<()> {
+    let tables = conn.query_strings("SELECT name FROM sqlite_schema WHERE type = 'table'").map_err(foreign)?;
+    if !tables.iter().any(|t| t == "meta") {
+        return Err(Error::new(
+            ErrorKind::Incompatible,
+            format!("{} is a SQLite database, but not a patternbank store", cfg.path.display()),
+        ));
+    }
+    let meta = read_meta(conn)?;
+    let get = |k: &str| meta.get(k).map(String::as_str).unwrap_or("");
+    if get("format") != FORMAT {
+        return Err(Error::new(ErrorKind::Incompatible, "not a patternbank store (format mark missing)"));
+    }
+    if get("schema_version") != SCHEMA_VERSION.to_string() {
+        return Err(Error::new(
+            ErrorKind::Incompatible,
+            format!("schema version {} is not the supported {SCHEMA_VERSION}", get("schema_version")),
+        ));
+    }
+    if get("embedding_model") != cfg.embedding_model || get("embedding_dim") != cfg.embedding_dim.to_string() {
+        return Err(Error::new(
+            ErrorKind::Incompatible,
+            format!(
+                "the store holds {}-d embeddings of model {:?}; the config asks for {}-d of {:?}",
+                get("embedding_dim"),
+                get("embedding_model"),
+                cfg.embedding_dim,
+                cfg.embedding_model
+            ),
+        ));
+    }
+    Ok(())
+}

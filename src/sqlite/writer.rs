@@ -1,0 +1,419 @@
+//! The writer thread: drains the rings in batches, commits each batch in one
+//! `BEGIN IMMEDIATE … COMMIT`, publishes the result to the L1 and overlay, and acknowledges
+//! flushes.
+//!
+//! ## Order of writes
+//!
+//! Every write carries a sequence number taken when it was submitted. A batch takes puts,
+//! then outcomes, then any further puts numbered below the last outcome taken (so a thread's
+//! `put(x)` followed by `record_outcome(x)` always land in one batch, in that order). Inside
+//! the batch, all puts are applied first (by sequence), then each id's outcomes that come
+//! after its last put, folded into one affine `UPDATE`; outcomes older than a put of the same
+//! batch are superseded by it (a put replaces the whole pattern).
+//!
+//! ## Failures
+//!
+//! If a statement or the commit fails, the transaction is rolled back and the batch is split
+//! in halves, each retried, until the failing write is alone: the others commit, the failing
+//! one is reported (error counter, `Store::failed_writes`, the next `flush`'s error).
+//! An outcome for an id that does not exist is reported the same way, without a rollback.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::pattern::OutcomeSum;
+use crate::queue::{Control, OutcomeOp, PutOp, Receivers};
+use crate::sqlite::embedding_bytes;
+use crate::sqlite::ffi::{Connection, Statement, Value};
+use crate::store::Shared;
+use crate::sync::{thread, Arc, Ordering};
+
+const UPSERT_PATTERN: &str = "INSERT INTO patterns(id, kind, data, embedding, created_at_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, \
+     data = excluded.data, embedding = excluded.embedding, created_at_ms = excluded.created_at_ms";
+const UPSERT_STATS: &str = "INSERT OR REPLACE INTO stats(id, confidence, usage_count, \
+     success_count, failure_count, last_used_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const APPLY_OUTCOMES: &str = "UPDATE stats SET confidence = min(1.0, max(0.0, ?2 * confidence + ?3)), \
+     usage_count = usage_count + ?4, success_count = success_count + ?5, \
+     failure_count = failure_count + ?6, last_used_ms = max(last_used_ms, ?7) WHERE id = ?1";
+
+/// One unit of a batch: what bisection isolates.
+enum Unit {
+    Put(PutOp),
+    Outcomes { id: String, sum: OutcomeSum, min_seq: u64, max_seq: u64, count: u64 },
+}
+
+impl Unit {
+    fn describe(&self) -> (&'static str, &str, u64) {
+        match self {
+            Unit::Put(op) => ("put", &op.pattern.id, op.seq),
+            Unit::Outcomes { id, max_seq, .. } => ("record_outcome", id, *max_seq),
+        }
+    }
+}
+
+struct Statements {
+    begin: Statement,
+    commit: Statement,
+    rollback: Statement,
+    upsert_pattern: Statement,
+    upsert_stats: Statement,
+    apply_outcomes: Statement,
+}
+
+pub(crate) struct Writer {
+    // Statements before the connection: fields drop in order (the statements also keep
+    // the connection alive on their own).
+    stmts: Statements,
+    conn: Connection,
+    rx: Receivers,
+    shared: Arc<Shared>,
+    /// Whether something was committed since the last idle vacuum.
+    dirty_since_vacuum: bool,
+}
+
+/// Marks the writer stopped however it ends (normal return or panic), so no caller waits
+/// forever on a flush or a full ring.
+struct StopGuard(Arc<Shared>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        // Release: pairs with the Acquire loads in `flush`/`push_blocking`.
+        self.0.writer_stopped.store(true, Ordering::Release);
+        self.0.lanes.closed.store(true, Ordering::Release);
+        self.0.lanes.notify_space();
+        let _guard = self.0.flush.acked.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.flush.cv.notify_all();
+    }
+}
+
+fn position_reached(head: usize, target: usize) -> bool {
+    (head.wrapping_sub(target) as isize) >= 0
+}
+
+impl Writer {
+    pub fn new(conn: Connection, rx: Receivers, shared: Arc<Shared>) -> Result<Self> {
+        let stmts = Statements {
+            begin: conn.prepare("BEGIN IMMEDIATE")?,
+            commit: conn.prepare("COMMIT")?,
+            rollback: conn.prepare("ROLLBACK")?,
+            upsert_pattern: conn.prepare(UPSERT_PATTERN)?,
+            upsert_stats: conn.prepare(UPSERT_STATS)?,
+            apply_outcomes: conn.prepare(APPLY_OUTCOMES)?,
+        };
+        Ok(Self { stmts, conn, rx, shared, dirty_since_vacuum: false })
+    }
+
+    pub fn run(mut self) {
+        let _stop = StopGuard(Arc::clone(&self.shared));
+        let interval = self.shared.cfg.batch_interval;
+        let mut pending_since: Option<Instant> = None;
+        loop {
+            let mut ack = None;
+            let mut shutdown = false;
+            while let Some(msg) = self.rx.control.pop() {
+                match msg {
+                    Control::Flush { ticket } => ack = ack.max(Some(ticket)),
+                    Control::Shutdown { ticket } => {
+                        ack = ack.max(Some(ticket));
+                        shutdown = true;
+                    }
+                }
+            }
+            // Everything submitted before a flush message was claimed in the rings before
+            // we popped the message: drain up to these positions.
+            let targets = ack.map(|_| (self.rx.puts.claimed(), self.rx.outcomes.claimed()));
+            let lanes = Arc::clone(&self.shared.lanes);
+            let queued = self.rx.puts.len() + self.rx.outcomes.len();
+            if queued > 0 && pending_since.is_none() {
+                pending_since = Some(Instant::now());
+            }
+            let due = targets.is_some()
+                || self.rx.puts.len() >= lanes.batch_puts
+                || self.rx.outcomes.len() >= lanes.batch_outcomes
+                || pending_since.is_some_and(|t| t.elapsed() >= interval);
+            if due {
+                self.drain(targets);
+                pending_since = None;
+            }
+            if let Some(ticket) = ack {
+                self.shared.ack_flush(ticket);
+            }
+            if shutdown {
+                let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+                return;
+            }
+            if !due {
+                let wait = match pending_since {
+                    Some(t) => interval.saturating_sub(t.elapsed()),
+                    None => {
+                        self.idle_vacuum();
+                        interval
+                    }
+                };
+                self.shared.lanes.writer_parking(true);
+                // Recheck after announcing sleep (pairs with `Lanes::wake_if_batch`).
+                if self.rx.control.is_empty()
+                    && self.rx.puts.len() < lanes.batch_puts
+                    && self.rx.outcomes.len() < lanes.batch_outcomes
+                {
+                    thread::park_timeout(wait.max(Duration::from_micros(100)));
+                }
+                self.shared.lanes.writer_parking(false);
+            }
+        }
+    }
+
+    /// Commits batches until the rings are below a batch (or, for a flush, until the
+    /// `targets` positions are consumed).
+    fn drain(&mut self, targets: Option<(usize, usize)>) {
+        let max_ops = self.shared.cfg.max_txn_ops;
+        loop {
+            let units = self.collect(max_ops);
+            if !units.is_empty() {
+                self.commit_bisecting(units);
+                self.shared.lanes.notify_space();
+            }
+            match targets {
+                Some((puts, outcomes)) => {
+                    let done = position_reached(self.rx.puts.position(), puts)
+                        && position_reached(self.rx.outcomes.position(), outcomes);
+                    if done {
+                        return;
+                    }
+                    if self.rx.puts.is_empty() && self.rx.outcomes.is_empty() {
+                        // A producer claimed a slot before the flush and is still writing it.
+                        thread::yield_now();
+                    }
+                }
+                None => {
+                    let lanes = &self.shared.lanes;
+                    if self.rx.puts.len() < lanes.batch_puts && self.rx.outcomes.len() < lanes.batch_outcomes {
+                        // Take what is left too: it is due (or close to it) and costs little.
+                        if self.rx.puts.is_empty() && self.rx.outcomes.is_empty() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes up to `max_ops` writes and plans them into units (see the module docs).
+    fn collect(&mut self, max_ops: usize) -> Vec<Unit> {
+        let mut puts: Vec<PutOp> = Vec::new();
+        let mut outcomes: Vec<OutcomeOp> = Vec::new();
+        while puts.len() < max_ops {
+            match self.rx.puts.pop() {
+                Some(p) => puts.push(p),
+                None => break,
+            }
+        }
+        while puts.len() + outcomes.len() < max_ops {
+            match self.rx.outcomes.pop() {
+                Some(o) => outcomes.push(o),
+                None => break,
+            }
+        }
+        if let Some(max_outcome) = outcomes.iter().map(|o| o.seq).max() {
+            while let Some(p) = self.rx.puts.pop_if(|p| p.seq < max_outcome) {
+                puts.push(p);
+            }
+        }
+        if puts.is_empty() && outcomes.is_empty() {
+            return Vec::new();
+        }
+        puts.sort_by_key(|p| p.seq);
+        let mut last_put: HashMap<&str, u64> = HashMap::with_capacity(puts.len());
+        for p in &puts {
+            last_put.insert(p.pattern.id.as_str(), p.seq);
+        }
+        let eta = self.shared.cfg.learning_rate;
+        let mut sums: HashMap<&str, (OutcomeSum, u64, u64, u64)> = HashMap::new();
+        let mut superseded = 0;
+        for o in &outcomes {
+            let id = o.id.as_str();
+            if last_put.get(id).is_some_and(|&s| s > o.seq) {
+                superseded += 1;
+                continue;
+            }
+            let e = sums.entry(id).or_insert((OutcomeSum::IDENTITY, u64::MAX, 0, 0));
+            e.0.push(o.outcome, eta, o.at_ms);
+            e.1 = e.1.min(o.seq);
+            e.2 = e.2.max(o.seq);
+            e.3 += 1;
+        }
+        self.shared.metrics.superseded_outcomes.add(superseded);
+        // Outcome updates in id order: neighbouring keys share b-tree pages.
+        let mut grouped: Vec<Unit> = sums
+            .into_iter()
+            .map(|(id, (sum, min_seq, max_seq, count))| Unit::Outcomes {
+                id: id.to_owned(),
+                sum,
+                min_seq,
+                max_seq,
+                count,
+            })
+            .collect();
+        grouped.sort_by(|a, b| a.describe().1.cmp(b.describe().1));
+        let mut units: Vec<Unit> = puts.into_iter().map(Unit::Put).collect();
+        units.extend(grouped);
+        units
+    }
+
+    /// Commits `units`; on failure rolls back and retries halves until the failing write is
+    /// isolated.
+    fn commit_bisecting(&mut self, units: Vec<Unit>) {
+        let mut stack = vec![units];
+        while let Some(units) = stack.pop() {
+            match self.commit(&units) {
+                Ok(missing) => self.publish(units, missing),
+                Err(e) if units.len() == 1 => {
+                    let (op, id, seq) = units[0].describe();
+                    self.shared.record_failure(op, id, seq, &e);
+                    if let Unit::Put(p) = &units[0] {
+                        self.shared.tier.withdraw_put(&p.pattern.id, p.seq);
+                    }
+                }
+                Err(_) => {
+                    self.shared.metrics.batch_retries.incr();
+                    let mut first = units;
+                    let second = first.split_off(first.len() / 2);
+                    // Second half pushed first so the first half commits first (order).
+                    stack.push(second);
+                    stack.push(first);
+                }
+            }
+        }
+    }
+
+    /// One transaction. Returns the indexes of outcome units whose id did not exist.
+    fn commit(&mut self, units: &[Unit]) -> Result<Vec<usize>> {
+        let started = Instant::now();
+        self.stmts.begin.execute(&[])?;
+        let mut missing = Vec::new();
+        let applied = (|| {
+            for (i, unit) in units.iter().enumerate() {
+                if !self.apply(unit)? {
+                    missing.push(i);
+                }
+            }
+            self.shared.tier.begin_commit();
+            self.stmts.commit.execute(&[])
+        })();
+        if let Err(e) = applied {
+            if !self.conn.is_autocommit() {
+                let _ = self.stmts.rollback.execute(&[]);
+            }
+            // The epoch may be odd if COMMIT itself failed: close it.
+            self.end_commit_if_open();
+            return Err(e);
+        }
+        let m = &self.shared.metrics;
+        m.commit_ns.record_duration(started.elapsed());
+        m.batches.incr();
+        m.batch_ops.record(units.len() as u64);
+        Ok(missing)
+    }
+
+    fn end_commit_if_open(&self) {
+        // The epoch is odd exactly between begin_commit and end_commit, both called only by
+        // this thread; Relaxed read of our own last write.
+        if self.shared.tier.commit_epoch_is_odd() {
+            self.shared.tier.end_commit();
+        }
+    }
+
+    /// Applies one unit; `Ok(false)` for outcomes of an id that does not exist.
+    fn apply(&mut self, unit: &Unit) -> Result<bool> {
+        match unit {
+            Unit::Put(op) => {
+                let p = &op.pattern;
+                let emb = p.embedding.as_deref().map(embedding_bytes);
+                self.stmts.upsert_pattern.execute(&[
+                    Value::Text(&p.id),
+                    Value::Text(&p.kind),
+                    Value::Blob(&p.data),
+                    emb.as_deref().map_or(Value::Null, Value::Blob),
+                    Value::Int(p.created_at_ms),
+                ])?;
+                self.stmts.upsert_stats.execute(&[
+                    Value::Text(&p.id),
+                    Value::Real(p.confidence),
+                    Value::Int(p.usage_count as i64),
+                    Value::Int(p.success_count as i64),
+                    Value::Int(p.failure_count as i64),
+                    Value::Int(p.last_used_ms),
+                ])?;
+                Ok(true)
+            }
+            Unit::Outcomes { id, sum, .. } => {
+                let changed = self.stmts.apply_outcomes.execute(&[
+                    Value::Text(id),
+                    Value::Real(sum.a),
+                    Value::Real(sum.b),
+                    Value::Int(sum.uses() as i64),
+                    Value::Int(sum.successes as i64),
+                    Value::Int(sum.failures as i64),
+                    Value::Int(sum.last_used_ms),
+                ])?;
+                Ok(changed > 0)
+            }
+        }
+    }
+
+    /// After a commit: overlay clean-up, L1 updates, failures for unknown ids, metrics.
+    fn publish(&mut self, units: Vec<Unit>, missing: Vec<usize>) {
+        let sh = &self.shared;
+        let mut missing = missing.into_iter().peekable();
+        let mut max_seq = 0;
+        for (i, unit) in units.iter().enumerate() {
+            match unit {
+                Unit::Put(op) => {
+                    sh.tier.put_committed(&op.pattern.id, op.seq);
+                    sh.metrics.committed_puts.incr();
+                    max_seq = max_seq.max(op.seq);
+                }
+                Unit::Outcomes { id, sum, min_seq, max_seq: last, count } => {
+                    max_seq = max_seq.max(*last);
+                    if missing.peek() == Some(&i) {
+                        missing.next();
+                        let err = Error::new(ErrorKind::WriteFailed, format!("record_outcome: no pattern with id {id:?}"));
+                        for _ in 0..*count {
+                            sh.record_failure("record_outcome", id, *last, &err);
+                        }
+                        continue;
+                    }
+                    sh.tier.outcomes_committed(id, sum, *min_seq, *last);
+                    sh.metrics.committed_outcomes.add(*count);
+                    sh.metrics.coalesced_updates.incr();
+                }
+            }
+        }
+        sh.tier.end_commit();
+        // Relaxed: a statistic (flush ordering goes through the ack mutex).
+        sh.committed_seq.fetch_max(max_seq, Ordering::Relaxed);
+        self.dirty_since_vacuum = true;
+    }
+
+    /// Returns free pages to the file system when the writer has nothing to do.
+    fn idle_vacuum(&mut self) {
+        let pages = self.shared.cfg.idle_vacuum_pages;
+        if pages == 0 || !self.dirty_since_vacuum {
+            return;
+        }
+        self.dirty_since_vacuum = false;
+        if self.conn.query_i64("PRAGMA freelist_count").unwrap_or(0) > 0
+            && self.conn.execute_batch(&format!("PRAGMA incremental_vacuum({pages});")).is_ok()
+        {
+            self.shared.metrics.vacuum_runs.incr();
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Writer>();
+}

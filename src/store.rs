@@ -1,0 +1,813 @@
+//! The [`Store`]: ties the tiers together.
+//!
+//! ## Reads
+//!
+//! `get` looks in the L1 cache, then in the *overlay* of written-but-uncommitted patterns,
+//! then in SQLite through the read pool, and fills the L1 with what SQLite returned.
+//!
+//! ## Read your writes (invariant 1)
+//!
+//! `put` inserts the pattern into the overlay and the L1 before it is enqueued. The overlay
+//! is not bounded by the L1's capacity (it is bounded by the put ring), so however hard the
+//! L1 evicts, an uncommitted pattern is served from the overlay until the writer has
+//! committed it; after that SQLite has it.
+//!
+//! ## Keeping the L1 coherent without locking reads
+//!
+//! Three writers change what the L1 should hold: a caller's `put`, the writer thread's
+//! outcome updates after a commit, and a miss that fills the L1 from SQLite. A fill must not
+//! install a value older than what the other two left. Two counters arbitrate:
+//!
+//! - each overlay shard has a *generation*, bumped under the shard lock by every `put` (and
+//!   by the clean-up of a failed put) of an id in that shard;
+//! - the *commit epoch* is odd while the writer commits and publishes a batch, even between.
+//!
+//! A miss reads both before it looks in the overlay and SQLite, and installs its value only
+//! if, under the shard lock, both are unchanged and the epoch is even. Then no commit began
+//! between the snapshot and the install (so the value read from SQLite is exactly the
+//! committed state, and the writer's next publish will find it and update it), and no `put`
+//! of the shard raced it. Outcome publishes update cached patterns in place (affine map on
+//! the confidence) when the cached copy is older than the outcomes, and leave a newer `put`
+//! alone; the pattern's hidden `version` (its write sequence number) tells them apart.
+#![forbid(unsafe_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{Cache, Policy};
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result, TryError};
+use crate::metrics::{self, Metrics, Registry, SlowLog};
+use crate::pattern::{Hit, Outcome, OutcomeSum, Pattern};
+use crate::queue::{Control, EnqueueError, Lanes, OutcomeOp, PutOp, SmallId};
+use crate::sqlite::{self, ReadPool};
+use crate::sync::{thread, Arc, AtomicBool, AtomicU64, CachePadded, Condvar, Mutex, Ordering};
+
+/// A write that could not be committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedWrite {
+    /// `put` or `record_outcome`.
+    pub op: String,
+    /// The pattern id.
+    pub id: String,
+    /// The write's sequence number.
+    pub seq: u64,
+    /// Why it failed.
+    pub error: String,
+}
+
+/// Failed writes kept for `failed_writes()`; older ones are counted but dropped from the list.
+const FAILED_KEPT: usize = 1024;
+
+struct OverlayShard {
+    pending: Mutex<HashMap<Box<str>, Arc<Pattern>, foldhash::fast::RandomState>>,
+    /// Bumped by every put or failed-put clean-up of this shard (see module docs).
+    generation: AtomicU64,
+}
+
+/// A miss's view of the counters, taken before it reads SQLite.
+#[derive(Clone, Copy)]
+pub(crate) struct FillTicket {
+    generation: u64,
+    epoch: u64,
+}
+
+/// L1 + overlay + the fill protocol of the module docs.
+pub(crate) struct Tier {
+    pub l1: Cache<Box<str>, Arc<Pattern>>,
+    overlay: Box<[CachePadded<OverlayShard>]>,
+    hasher: foldhash::fast::RandomState,
+    commit_epoch: AtomicU64,
+}
+
+impl Tier {
+    fn new(cfg: &Config) -> Self {
+        let shards = 64;
+        Self {
+            l1: Cache::with_weigher(
+                cfg.l1_capacity_entries,
+                cfg.l1_capacity_bytes as u64,
+                Policy::default(),
+                |_, p: &Arc<Pattern>| p.weight_bytes() as u64,
+            ),
+            overlay: (0..shards)
+                .map(|_| {
+                    CachePadded::new(OverlayShard {
+                        pending: Mutex::new(HashMap::with_hasher(Default::default())),
+                        generation: AtomicU64::new(0),
+                    })
+                })
+                .collect(),
+            hasher: Default::default(),
+            commit_epoch: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, id: &str) -> &OverlayShard {
+        &self.overlay[self.hasher.hash_one(id) as usize % self.overlay.len()]
+    }
+
+    /// Makes a put visible: overlay + L1, generation bumped, all under the shard lock.
+    fn insert_put(&self, p: &Arc<Pattern>) {
+        let shard = self.shard(&p.id);
+        let mut pending = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.insert(p.id.as_str().into(), Arc::clone(p));
+        self.l1.insert(p.id.as_str().into(), Arc::clone(p));
+        // Release: pairs with the Acquire in `ticket`; a miss that saw the old generation
+        // will not install over this put.
+        shard.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Undoes `insert_put` for a write that will never commit (full queue, failed batch).
+    pub fn withdraw_put(&self, id: &str, seq: u64) {
+        let shard = self.shard(id);
+        let mut pending = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.get(id).is_some_and(|p| p.version == seq) {
+            pending.remove(id);
+        }
+        self.l1.remove_if(id, |p| p.version == seq);
+        // Release: as in `insert_put`.
+        shard.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The writer committed the put `seq`: SQLite serves it from now on.
+    pub fn put_committed(&self, id: &str, seq: u64) {
+        let shard = self.shard(id);
+        let mut pending = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.get(id).is_some_and(|p| p.version == seq) {
+            pending.remove(id);
+        }
+    }
+
+    /// The writer committed outcomes `min_seq..=max_seq` of `id`: update a cached copy that
+    /// predates them; leave a newer put alone.
+    pub fn outcomes_committed(&self, id: &str, sum: &OutcomeSum, min_seq: u64, max_seq: u64) {
+        let shard = self.shard(id);
+        let _guard = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
+        self.l1.update(id, |cur| {
+            (cur.version < min_seq).then(|| {
+                let mut p = Pattern::clone(cur);
+                sum.apply(&mut p);
+                p.version = max_seq;
+                Arc::new(p)
+            })
+        });
+    }
+
+    pub fn pending(&self, id: &str) -> Option<Arc<Pattern>> {
+        self.shard(id).pending.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.overlay.iter().map(|s| s.pending.lock().unwrap_or_else(|e| e.into_inner()).len()).sum()
+    }
+
+    /// Snapshot for a miss, taken before it reads the overlay and SQLite.
+    fn ticket(&self, id: &str) -> FillTicket {
+        // Acquire: pairs with the Release bumps in `insert_put`/`withdraw_put` and
+        // `begin_commit`/`end_commit`.
+        FillTicket {
+            generation: self.shard(id).generation.load(Ordering::Acquire),
+            epoch: self.commit_epoch.load(Ordering::Acquire),
+        }
+    }
+
+    /// Installs a pattern read from SQLite if nothing changed since `ticket`.
+    fn fill(&self, p: &Arc<Pattern>, ticket: FillTicket) {
+        if ticket.epoch % 2 == 1 {
+            return; // a commit was in progress when we looked
+        }
+        let shard = self.shard(&p.id);
+        let _guard = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
+        // Acquire: as in `ticket`.
+        if shard.generation.load(Ordering::Acquire) == ticket.generation
+            && self.commit_epoch.load(Ordering::Acquire) == ticket.epoch
+        {
+            self.l1.insert_if_absent(p.id.as_str().into(), Arc::clone(p));
+        }
+    }
+
+    /// The writer is about to commit: fills from now on are refused.
+    pub fn begin_commit(&self) {
+        // SeqCst: the odd epoch must be visible to any reader whose SQLite read can see the
+        // commit that follows (SQLite's own locking orders the rest).
+        self.commit_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether a commit is in progress (only the writer thread asks, about its own state).
+    pub fn commit_epoch_is_odd(&self) -> bool {
+        // Relaxed: the writer reads its own last write.
+        self.commit_epoch.load(Ordering::Relaxed) % 2 == 1
+    }
+
+    /// The writer has committed and published the batch.
+    pub fn end_commit(&self) {
+        // SeqCst: see `begin_commit`.
+        self.commit_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Flush acknowledgements from the writer.
+pub(crate) struct FlushState {
+    pub acked: Mutex<u64>,
+    pub cv: Condvar,
+    pub next_ticket: AtomicU64,
+}
+
+/// What the Store, its writer thread and its callers share.
+pub(crate) struct Shared {
+    pub cfg: Config,
+    pub lanes: Arc<Lanes>,
+    pub tier: Tier,
+    pub metrics: Registry,
+    pub slow: Arc<SlowLog>,
+    pub failures: Mutex<VecDeque<FailedWrite>>,
+    /// Failures not yet reported by a `flush`.
+    pub unreported_failures: AtomicU64,
+    pub flush: FlushState,
+    /// Set when the writer thread has stopped (cleanly or not).
+    pub writer_stopped: AtomicBool,
+    pub committed_seq: AtomicU64,
+}
+
+impl Shared {
+    pub fn record_failure(&self, op: &str, id: &str, seq: u64, error: &Error) {
+        self.metrics.failed_writes.incr();
+        // Relaxed: a tally; `flush` reads it after the ack, which is ordered by the mutex.
+        self.unreported_failures.fetch_add(1, Ordering::Relaxed);
+        let mut list = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if list.len() == FAILED_KEPT {
+            list.pop_front();
+        }
+        list.push_back(FailedWrite { op: op.into(), id: id.into(), seq, error: error.to_string() });
+    }
+
+    /// Acknowledges flush tickets up to `ticket`.
+    pub fn ack_flush(&self, ticket: u64) {
+        let mut acked = self.flush.acked.lock().unwrap_or_else(|e| e.into_inner());
+        *acked = (*acked).max(ticket);
+        self.flush.cv.notify_all();
+    }
+}
+
+/// The result of [`Store::check`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// `PRAGMA integrity_check` said `ok`.
+    pub integrity_ok: bool,
+    /// Patterns (rows of `patterns`).
+    pub patterns: u64,
+    /// Every problem found; empty when the store is sound.
+    pub problems: Vec<String>,
+}
+
+/// An embedded pattern store. Share it between threads by reference or in an `Arc`.
+pub struct Store {
+    shared: Arc<Shared>,
+    pool: ReadPool,
+    writer: Mutex<Option<thread::JoinHandle<()>>>,
+    read_only: bool,
+    /// Holds the cross-process write lock for the life of the store.
+    _lock: Option<std::fs::File>,
+}
+
+fn lock_path(db: &std::path::Path) -> std::path::PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".lock");
+    p.into()
+}
+
+/// Takes the one-writer-per-file lock (invariant 4). Released by the OS when the process
+/// dies, however it dies.
+fn take_write_lock(db: &std::path::Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = lock_path(db);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening lock file {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "{} is open for writing by another process (pid {}); open it read-only \
+                     with Config::read_only(true), or close the other writer",
+                    db.display(),
+                    holder.trim()
+                ),
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(Error::io(format!("locking {}", path.display()), e));
+        }
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    Ok(file)
+}
+
+impl Store {
+    /// Opens (or creates) `path` with the embedded defaults of [`Config::new`].
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Store> {
+        Config::new(path).open()
+    }
+
+    pub(crate) fn open_with(cfg: Config) -> Result<Store> {
+        let slow = Arc::new(SlowLog::new(cfg.slow_query_threshold));
+        let (lanes, receivers) = Lanes::new(
+            cfg.put_queue_capacity,
+            cfg.outcome_queue_capacity,
+            cfg.batch_patterns,
+            cfg.batch_outcomes,
+            cfg.enqueue_timeout,
+        );
+        let (lock, writer_conn) = if cfg.read_only {
+            // Validates the file; the pool's connections skip the check.
+            drop(sqlite::schema::open_reader(&cfg, None, true)?);
+            (None, None)
+        } else {
+            let lock = take_write_lock(&cfg.path)?;
+            (Some(lock), Some(sqlite::schema::open_writer(&cfg, Some(Arc::clone(&slow)))?))
+        };
+        let pool = ReadPool::open(&cfg, &slow)?;
+        let read_only = cfg.read_only;
+        let shared = Arc::new(Shared {
+            tier: Tier::new(&cfg),
+            cfg,
+            lanes,
+            metrics: Registry::default(),
+            slow,
+            failures: Mutex::new(VecDeque::new()),
+            unreported_failures: AtomicU64::new(0),
+            flush: FlushState { acked: Mutex::new(0), cv: Condvar::new(), next_ticket: AtomicU64::new(1) },
+            writer_stopped: AtomicBool::new(false),
+            committed_seq: AtomicU64::new(0),
+        });
+        let writer = match writer_conn {
+            Some(conn) => {
+                let writer = sqlite::writer::Writer::new(conn, receivers, Arc::clone(&shared))?;
+                let handle = thread::Builder::new()
+                    .name("patternbank-writer".into())
+                    .spawn(move || writer.run())
+                    .map_err(|e| Error::io("spawning the writer thread", e))?;
+                shared.lanes.set_writer(handle.thread().clone());
+                Some(handle)
+            }
+            None => {
+                shared.lanes.closed.store(true, Ordering::Release);
+                None
+            }
+        };
+        Ok(Store { shared, pool, writer: Mutex::new(writer), read_only, _lock: lock })
+    }
+
+    fn cfg(&self) -> &Config {
+        &self.shared.cfg
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::new(ErrorKind::ReadOnly, "this store was opened read-only"));
+        }
+        Ok(())
+    }
+
+    fn validate_id(&self, id: &str) -> Result<()> {
+        if id.is_empty() {
+            return Err(Error::invalid("id is empty"));
+        }
+        if id.len() > self.cfg().max_id_len {
+            return Err(Error::invalid(format!(
+                "id is {} bytes; the limit is {} (Config::max_id_len)",
+                id.len(),
+                self.cfg().max_id_len
+            )));
+        }
+        if id.contains('\0') {
+            return Err(Error::invalid("id contains a NUL character"));
+        }
+        Ok(())
+    }
+
+    fn validate(&self, p: &Pattern) -> Result<()> {
+        let cfg = self.cfg();
+        self.validate_id(&p.id)?;
+        if p.kind.is_empty() || p.kind.len() > cfg.max_kind_len {
+            return Err(Error::invalid(format!("kind must be 1 to {} bytes", cfg.max_kind_len)));
+        }
+        if p.data.len() > cfg.max_data_bytes {
+            return Err(Error::invalid(format!(
+                "data is {} bytes; the limit is {} (Config::max_data_bytes)",
+                p.data.len(),
+                cfg.max_data_bytes
+            )));
+        }
+        if !(p.confidence.is_finite() && (0.0..=1.0).contains(&p.confidence)) {
+            return Err(Error::invalid(format!("confidence {} is outside [0, 1]", p.confidence)));
+        }
+        if let Some(model) = &p.embedding_model {
+            if *model != cfg.embedding_model {
+                return Err(Error::invalid(format!(
+                    "embedding from model {model:?}; this store holds {:?}",
+                    cfg.embedding_model
+                )));
+            }
+        }
+        if let Some(e) = &p.embedding {
+            if e.len() != cfg.embedding_dim {
+                return Err(Error::invalid(format!(
+                    "embedding has {} dimensions; this store holds {}",
+                    e.len(),
+                    cfg.embedding_dim
+                )));
+            }
+            if let Some(i) = e.iter().position(|v| !v.is_finite()) {
+                return Err(Error::invalid(format!("embedding value {i} is {} (not finite)", e[i])));
+            }
+        }
+        Ok(())
+    }
+
+    /// Prepares a validated put: sequence number, version, made visible to readers.
+    fn stage_put(&self, mut pattern: Pattern) -> Result<PutOp> {
+        self.writable()?;
+        self.validate(&pattern)?;
+        let seq = self.shared.lanes.take_seq();
+        pattern.version = seq;
+        pattern.embedding_model = None;
+        let pattern = Arc::new(pattern);
+        self.shared.tier.insert_put(&pattern);
+        Ok(PutOp { seq, pattern })
+    }
+
+    /// Stores `pattern`, replacing any pattern with its id (counters included).
+    ///
+    /// Returns once the pattern is queued for the writer and visible to `get` from every
+    /// thread; it is durable after the next [`Store::flush`] (or within `batch_interval`).
+    /// Lock-free on the queue; blocks only while the put ring is full, for at most
+    /// `enqueue_timeout`, then fails with `QueueFull` having changed nothing. Allocates the
+    /// `Arc` that readers share.
+    pub fn put(&self, pattern: Pattern) -> Result<()> {
+        let timed = metrics::sample_latency().then(Instant::now);
+        let op = self.stage_put(pattern)?;
+        let (id_seq, lanes) = ((op.seq, Arc::clone(&op.pattern)), &self.shared.lanes);
+        match lanes.push_blocking(&lanes.puts, lanes.batch_puts, op) {
+            Ok(()) => {}
+            Err(e) => {
+                self.shared.tier.withdraw_put(&id_seq.1.id, id_seq.0);
+                if matches!(e, EnqueueError::Full(_)) {
+                    self.shared.metrics.enqueue_timeouts.incr();
+                }
+                return Err(e.into_error("put", lanes.enqueue_timeout));
+            }
+        }
+        self.shared.metrics.puts.incr();
+        if let Some(t) = timed {
+            self.shared.metrics.put_ns.record_duration(t.elapsed());
+        }
+        Ok(())
+    }
+
+    /// Like [`Store::put`] but never waits: a full ring hands the pattern back at once as
+    /// `TryError::Full`.
+    pub fn try_put(&self, pattern: Pattern) -> Result<(), TryError<Pattern>> {
+        let op = self.stage_put(pattern).map_err(TryError::Rejected)?;
+        let lanes = &self.shared.lanes;
+        // Acquire: see `Lanes::push_blocking`.
+        if lanes.closed.load(Ordering::Acquire) {
+            self.shared.tier.withdraw_put(&op.pattern.id, op.seq);
+            return Err(TryError::Rejected(Error::new(ErrorKind::Closed, "put: the store is closed")));
+        }
+        match lanes.try_push(&lanes.puts, lanes.batch_puts, op) {
+            Ok(()) => {
+                self.shared.metrics.puts.incr();
+                Ok(())
+            }
+            Err(op) => {
+                self.shared.tier.withdraw_put(&op.pattern.id, op.seq);
+                self.shared.metrics.try_full.incr();
+                let mut p = Arc::unwrap_or_clone(op.pattern);
+                p.version = 0;
+                Err(TryError::Full(p))
+            }
+        }
+    }
+
+    fn outcome_op(&self, id: &str, outcome: Outcome) -> Result<OutcomeOp> {
+        self.writable()?;
+        self.validate_id(id)?;
+        Ok(OutcomeOp { seq: self.shared.lanes.take_seq(), id: SmallId::new(id), outcome, at_ms: crate::pattern::now_ms() })
+    }
+
+    /// Records that using pattern `id` succeeded or failed.
+    ///
+    /// Queued for the writer, which folds all queued outcomes of one id into a single
+    /// `UPDATE` (DESIGN.md, Confidence). `get` shows the new confidence once the outcome is
+    /// committed. An id that does not exist when the writer applies the outcome is reported
+    /// as a failed write (see [`Store::failed_writes`]). Lock-free; does not allocate for ids
+    /// of up to 30 bytes; blocks only on a full ring, as `put` does.
+    pub fn record_outcome(&self, id: &str, outcome: Outcome) -> Result<()> {
+        let timed = metrics::sample_latency().then(Instant::now);
+        let op = self.outcome_op(id, outcome)?;
+        let lanes = &self.shared.lanes;
+        if let Err(e) = lanes.push_blocking(&lanes.outcomes, lanes.batch_outcomes, op) {
+            if matches!(e, EnqueueError::Full(_)) {
+                self.shared.metrics.enqueue_timeouts.incr();
+            }
+            return Err(e.into_error("record_outcome", lanes.enqueue_timeout));
+        }
+        self.shared.metrics.outcomes.incr();
+        if let Some(t) = timed {
+            self.shared.metrics.outcome_ns.record_duration(t.elapsed());
+        }
+        Ok(())
+    }
+
+    /// Like [`Store::record_outcome`] but never waits: a full ring hands the outcome back.
+    pub fn try_record_outcome(&self, id: &str, outcome: Outcome) -> Result<(), TryError<Outcome>> {
+        let op = self.outcome_op(id, outcome).map_err(TryError::Rejected)?;
+        let lanes = &self.shared.lanes;
+        // Acquire: see `Lanes::push_blocking`.
+        if lanes.closed.load(Ordering::Acquire) {
+            return Err(TryError::Rejected(Error::new(ErrorKind::Closed, "record_outcome: the store is closed")));
+        }
+        match lanes.try_push(&lanes.outcomes, lanes.batch_outcomes, op) {
+            Ok(()) => {
+                self.shared.metrics.outcomes.incr();
+                Ok(())
+            }
+            Err(op) => {
+                self.shared.metrics.try_full.incr();
+                Err(TryError::Full(op.outcome))
+            }
+        }
+    }
+
+    /// The pattern `id`, or `None`.
+    ///
+    /// An L1 hit takes one short shard lock and clones an `Arc` (no allocation). A miss
+    /// reads the overlay, then SQLite through the read pool (allocates the decoded pattern,
+    /// may wait for a pooled connection).
+    pub fn get(&self, id: &str) -> Result<Option<Arc<Pattern>>> {
+        self.validate_id(id)?;
+        let timed = metrics::sample_latency().then(Instant::now);
+        let m = &self.shared.metrics;
+        m.gets.incr();
+        let result = self.get_uncounted(id);
+        if let Some(t) = timed {
+            m.get_ns.record_duration(t.elapsed());
+        }
+        result
+    }
+
+    fn get_uncounted(&self, id: &str) -> Result<Option<Arc<Pattern>>> {
+        let (tier, m) = (&self.shared.tier, &self.shared.metrics);
+        if let Some(p) = tier.l1.get(id) {
+            m.hits_l1.incr();
+            return Ok(Some(p));
+        }
+        let ticket = tier.ticket(id);
+        if let Some(p) = tier.pending(id) {
+            m.hits_pending.incr();
+            return Ok(Some(p));
+        }
+        match self.pool.with(|r| r.get(id))? {
+            Some(p) => {
+                m.hits_sqlite.incr();
+                let p = Arc::new(p);
+                tier.fill(&p, ticket);
+                Ok(Some(p))
+            }
+            None => {
+                m.not_found.incr();
+                Ok(None)
+            }
+        }
+    }
+
+    /// The patterns `ids`, in order; `None` where an id does not exist.
+    pub fn get_many(&self, ids: &[&str]) -> Result<Vec<Option<Arc<Pattern>>>> {
+        for id in ids {
+            self.validate_id(id)?;
+        }
+        ids.iter().map(|id| self.get(id)).collect()
+    }
+
+    /// Similarity search: not available until the arena lands; the query is still checked.
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        if query.len() != self.cfg().embedding_dim {
+            return Err(Error::invalid(format!(
+                "query has {} dimensions; this store holds {}",
+                query.len(),
+                self.cfg().embedding_dim
+            )));
+        }
+        if query.iter().any(|v| !v.is_finite()) || k == 0 {
+            return Err(Error::invalid("query values must be finite and k positive"));
+        }
+        self.shared.metrics.searches.incr();
+        Err(Error::new(ErrorKind::Unsupported, "search: unsupported until the L2 arena lands"))
+    }
+
+    /// Durability barrier: returns once every write submitted before the call is committed.
+    ///
+    /// Blocks. Returns `WriteFailed` if any write failed since the last flush reported (the
+    /// others are committed; [`Store::failed_writes`] lists the failures), and `Closed` if
+    /// the writer has stopped. A no-op on a read-only store.
+    pub fn flush(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let sh = &self.shared;
+        // Relaxed: tickets only need to be unique and increasing.
+        let ticket = sh.flush.next_ticket.fetch_add(1, Ordering::Relaxed);
+        self.send_control(Control::Flush { ticket })?;
+        self.wait_ack(ticket)?;
+        sh.metrics.flushes.incr();
+        sh.metrics.flush_ns.record_duration(started.elapsed());
+        // Relaxed: the writer recorded failures before acking, and the ack mutex orders them.
+        let failed = sh.unreported_failures.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            return Err(Error::new(
+                ErrorKind::WriteFailed,
+                format!("{failed} write(s) failed since the last flush; Store::failed_writes lists them"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn send_control(&self, mut msg: Control) -> Result<()> {
+        let lanes = &self.shared.lanes;
+        loop {
+            // Acquire: see `Lanes::push_blocking`.
+            if lanes.closed.load(Ordering::Acquire) {
+                return Err(Error::new(ErrorKind::Closed, "the store's writer has stopped"));
+            }
+            match lanes.control.push(msg) {
+                Ok(()) => break,
+                Err(back) => {
+                    msg = back;
+                    lanes.wake_writer();
+                    thread::sleep(Duration::from_micros(50));
+                }
+            }
+        }
+        lanes.wake_writer();
+        Ok(())
+    }
+
+    fn wait_ack(&self, ticket: u64) -> Result<()> {
+        let sh = &self.shared;
+        let mut acked = sh.flush.acked.lock().unwrap_or_else(|e| e.into_inner());
+        while *acked < ticket {
+            // Acquire: pairs with the Release store when the writer stops.
+            if sh.writer_stopped.load(Ordering::Acquire) {
+                return Err(Error::new(ErrorKind::Closed, "the store's writer stopped before the flush completed"));
+            }
+            acked = sh.flush.cv.wait_timeout(acked, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        Ok(())
+    }
+
+    /// Writes that could not be committed, oldest first (the last 1024).
+    pub fn failed_writes(&self) -> Vec<FailedWrite> {
+        self.shared.failures.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+
+    /// A snapshot of the metrics. Reading them changes nothing.
+    pub fn metrics(&self) -> Metrics {
+        let sh = &self.shared;
+        let mut m = Metrics::default();
+        sh.metrics.fill(&mut m);
+        let lanes = &sh.lanes;
+        m.queues.put_depth = lanes.puts.len() as u64;
+        m.queues.put_capacity = lanes.puts.capacity() as u64;
+        m.queues.outcome_depth = lanes.outcomes.len() as u64;
+        m.queues.outcome_capacity = lanes.outcomes.capacity() as u64;
+        // Relaxed: a statistic.
+        m.writer.committed_seq = sh.committed_seq.load(Ordering::Relaxed);
+        let l1 = &sh.tier.l1;
+        m.l1.entries = l1.len() as u64;
+        m.l1.bytes = l1.weight();
+        m.l1.capacity_bytes = l1.capacity_weight();
+        m.l1.evictions = l1.evictions();
+        m.l1.pending_entries = sh.tier.pending_len() as u64;
+        m.slow_queries.threshold_us = sh.cfg.slow_query_threshold.as_micros() as u64;
+        m.slow_queries.count = sh.slow.count();
+        m.slow_queries.recent = sh.slow.recent();
+        m.rss_bytes = metrics::rss_bytes();
+        m
+    }
+
+    /// The metrics as a readable table.
+    pub fn report(&self) -> String {
+        self.metrics().report()
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &Config {
+        self.cfg()
+    }
+
+    /// Committed patterns (a `count(*)`: linear in the store's size).
+    pub fn count(&self) -> Result<u64> {
+        self.pool.with(|r| r.conn().query_i64("SELECT count(*) FROM stats")).map(|n| n as u64)
+    }
+
+    /// Calls `f` with every committed pattern, in insertion order.
+    pub fn for_each_pattern(&self, mut f: impl FnMut(Pattern) -> Result<()>) -> Result<()> {
+        self.pool.with(|r| {
+            let sql = format!(
+                "SELECT {} FROM patterns p JOIN stats s ON s.id = p.id ORDER BY p.rid",
+                sqlite::PATTERN_COLUMNS
+            );
+            let mut stmt = r.conn().prepare(&sql)?;
+            stmt.for_each(&[], |row| f(sqlite::pattern_from_row(row)?))
+        })
+    }
+
+    /// `PRAGMA integrity_check` plus the store's own consistency checks: every pattern has
+    /// its stats row and no stats row is orphaned, embeddings have the store's dimension,
+    /// confidences lie in [0, 1], the recorded model and dimension match.
+    pub fn check(&self) -> Result<CheckReport> {
+        let dim = self.cfg().embedding_dim as i64;
+        self.pool.with(|r| {
+            let conn = r.conn();
+            let integrity = conn.query_strings("PRAGMA integrity_check")?;
+            let mut report = CheckReport {
+                integrity_ok: integrity == ["ok"],
+                patterns: conn.query_i64("SELECT count(*) FROM patterns")? as u64,
+                problems: Vec::new(),
+            };
+            if !report.integrity_ok {
+                report.problems.extend(integrity.into_iter().map(|s| format!("integrity: {s}")));
+            }
+            let checks = [
+                ("patterns without stats", "SELECT count(*) FROM patterns p WHERE NOT EXISTS (SELECT 1 FROM stats s WHERE s.id = p.id)".to_owned()),
+                ("stats without a pattern", "SELECT count(*) FROM stats s WHERE NOT EXISTS (SELECT 1 FROM patterns p WHERE p.id = s.id)".to_owned()),
+                ("embeddings of the wrong size", format!("SELECT count(*) FROM patterns WHERE embedding IS NOT NULL AND length(embedding) != {}", dim * 4)),
+                ("confidences outside [0, 1]", "SELECT count(*) FROM stats WHERE NOT (confidence BETWEEN 0.0 AND 1.0)".to_owned()),
+                ("negative counters", "SELECT count(*) FROM stats WHERE usage_count < 0 OR success_count < 0 OR failure_count < 0".to_owned()),
+            ];
+            for (what, sql) in checks {
+                let n = conn.query_i64(&sql)?;
+                if n != 0 {
+                    report.problems.push(format!("{n} {what}"));
+                }
+            }
+            Ok(report)
+        })
+    }
+
+    /// Flushes, stops the writer, checkpoints the WAL and closes. Reports what `flush`
+    /// reports, and any failure to stop cleanly.
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        let Some(handle) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return Ok(());
+        };
+        // Relaxed: ticket uniqueness only.
+        let ticket = self.shared.flush.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let sent = self.send_control(Control::Shutdown { ticket });
+        let joined = handle.join();
+        sent?;
+        if joined.is_err() {
+            return Err(Error::new(ErrorKind::Closed, "the writer thread panicked"));
+        }
+        // Relaxed: the join orders the writer's last writes before this load.
+        let failed = self.shared.unreported_failures.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            return Err(Error::new(
+                ErrorKind::WriteFailed,
+                format!("{failed} write(s) failed since the last flush; Store::failed_writes lists them"),
+            ));
+        }
+        let acked = *self.shared.flush.acked.lock().unwrap_or_else(|e| e.into_inner());
+        if acked < ticket {
+            return Err(Error::new(ErrorKind::Closed, "the writer stopped before the final flush"));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    /// Best effort: flushes and stops the writer, ignoring errors. Call `close` to see them.
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

@@ -1,0 +1,73 @@
+//! The concurrency facade: the only file that names `std` or `loom` atomics, cells, `Arc`,
+//! locks and threads.
+//!
+//! Under `all(loom, feature = "loom")` the primitives that the lock-free parts are built from
+//! (atomics, `UnsafeCell`, spin hints) come from loom so its model checker can explore every
+//! interleaving; a user's own `--cfg loom` without our internal feature cannot flip them.
+//! `Arc` is always the standard one: it appears in the public API (`Arc<Pattern>`).
+//! Blocking primitives (`Mutex`, `Condvar`, threads) stay `std` in both builds: they guard
+//! only slow paths that the loom suite does not model.
+//!
+//! Model: hawkw/sharded-slab `src/sync.rs`, tokio `src/loom/`.
+
+pub use std::sync::Arc;
+pub use std::sync::{Condvar, Mutex, MutexGuard};
+
+pub use crossbeam_utils::CachePadded;
+
+#[cfg(all(loom, feature = "loom"))]
+mod imp {
+    pub use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+    /// Loom's cell already has the closure-based API we use.
+    pub use loom::cell::UnsafeCell;
+
+    /// A spin-wait step: under loom it must yield so the model can schedule another thread.
+    #[inline]
+    pub fn spin_hint() {
+        loom::thread::yield_now();
+    }
+}
+
+#[cfg(not(all(loom, feature = "loom")))]
+mod imp {
+    pub use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+    /// `std::cell::UnsafeCell` with loom's closure-based API, so code is written once.
+    #[derive(Debug)]
+    #[repr(transparent)]
+    pub struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        #[inline]
+        pub const fn new(value: T) -> Self {
+            Self(std::cell::UnsafeCell::new(value))
+        }
+
+        /// Runs `f` with a shared raw pointer to the contents.
+        #[inline]
+        pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        /// Runs `f` with a mutable raw pointer to the contents.
+        #[inline]
+        pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+
+    /// A spin-wait step.
+    #[inline]
+    pub fn spin_hint() {
+        std::hint::spin_loop();
+    }
+}
+
+pub use imp::*;
+
+/// Threads, always `std` (see the module docs).
+pub mod thread {
+    #[allow(unused_imports)]
+    pub use std::thread::{park_timeout, sleep, spawn, yield_now, Builder, JoinHandle, Thread};
+}
