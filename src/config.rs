@@ -62,7 +62,7 @@ impl Config {
             learning_rate: 0.1,
             // 64 MiB of decoded patterns: about 25,000 patterns of the standard dataset, the
             // hot part of a Zipf(0.99) working set of 100,000 (≈ 88 % of gets).
-            l1_capacity_bytes: 64 << 20,
+            l1_capacity_bytes: 256 << 20,
             // No separate entry bound: bytes are what a user budgets.
             l1_capacity_entries: usize::MAX,
             // The defaults: large enough to amortise a commit (≈ 30 µs in WAL
@@ -92,7 +92,7 @@ impl Config {
             // 16 MiB of page cache per connection (SQLite allocates it only as used).
             cache_size_kib: 16 << 10,
             // Map up to 256 MiB of the file: reads of cached pages avoid a copy.
-            mmap_size_bytes: 256 << 20,
+            mmap_size_bytes: 0,
             reader_pool_size: std::thread::available_parallelism().map_or(2, |n| n.get()),
             slow_query_threshold: Duration::from_millis(10),
             max_id_len: 256,
@@ -103,6 +103,13 @@ impl Config {
             // Pages returned to the file system each time the writer goes idle.
             idle_vacuum_pages: 256,
         }
+    }
+
+    /// The defaults, with the embedding model and dimension read from the existing store at
+    /// `path` (for tools that open whatever store they are given).
+    pub fn existing(path: impl AsRef<Path>) -> Result<Self> {
+        let (model, dim) = crate::sqlite::schema::peek_meta(path.as_ref())?;
+        Ok(Self::new(path).embedding_model(model).embedding_dim(dim))
     }
 
     /// Dimension of every embedding (default 384).
@@ -251,6 +258,16 @@ impl Config {
     pub fn idle_vacuum_pages(mut self, pages: u32) -> Self {
         self.idle_vacuum_pages = pages;
         self
+    }
+
+    /// The embedding model name.
+    pub fn model(&self) -> &str {
+        &self.embedding_model
+    }
+
+    /// The embedding dimension.
+    pub fn dim(&self) -> usize {
+        self.embedding_dim
     }
 
     /// The database path.

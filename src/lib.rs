@@ -73,4 +73,14 @@ pub mod __loom {
 #[doc(hidden)]
 pub mod __bench {
     pub use crate::queue::ring::{ring, Consumer, Producer};
+
+    /// W3's ceiling: the store's schema and statements in a plain loop (see
+    /// `sqlite::writer::raw_put_loop`).
+    pub fn raw_put_loop(
+        cfg: &crate::Config,
+        patterns: &[crate::Pattern],
+        per_txn: usize,
+    ) -> crate::Result<std::time::Duration> {
+        crate::sqlite::writer::raw_put_loop(cfg, patterns, per_txn)
+    }
 }

@@ -1,1 +1,538 @@
-fn main(){}
+//! `patternbank`: the library driven from the shell.
+//!
+//! `bench` runs the standard workloads of DESIGN.md (W1, W3) on an embedded default store;
+//! `import`/`export` move patterns as JSON lines; `get`, `stats`, `check` inspect a store.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use patternbank::workload::{self, Rng, Zipf};
+use patternbank::{Config, Outcome, Pattern, Store};
+use serde_json::{json, Value};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "patternbank", version, about = "An embedded pattern store for agent loops")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the standard workloads (W1 agent-loop mix, W3 durable writes) and print figures.
+    Bench(BenchArgs),
+    /// Import patterns from JSON lines (one pattern per line, the public field names).
+    Import {
+        /// The store (created if absent).
+        #[arg(long)]
+        db: PathBuf,
+        /// Input file; `-` for standard input.
+        file: PathBuf,
+        /// Embedding dimension of a new store.
+        #[arg(long, default_value_t = 384)]
+        dim: usize,
+    },
+    /// Export every pattern as JSON lines.
+    Export {
+        #[arg(long)]
+        db: PathBuf,
+        /// Output file; standard output if absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print one pattern as JSON.
+    Get {
+        #[arg(long)]
+        db: PathBuf,
+        id: String,
+    },
+    /// Search by embedding (available once the arena lands).
+    Search {
+        #[arg(long)]
+        db: PathBuf,
+        /// The query as a JSON array of numbers.
+        query: String,
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+    },
+    /// Counts, file sizes and metrics of a store.
+    Stats {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// `PRAGMA integrity_check` plus the store's own consistency checks; exit 1 on problems.
+    Check {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Store to use; a fresh one in a temporary folder if absent.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Patterns in the dataset D(N) (DESIGN.md).
+    #[arg(long, default_value_t = 100_000)]
+    patterns: usize,
+    /// Client threads for W1 and the W3 outcome producers.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Length of the W1 run.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// W3 puts (new patterns, then one flush).
+    #[arg(long, default_value_t = 100_000)]
+    w3_puts: usize,
+    /// W3 outcomes (Zipf(0.99) over the dataset, then one flush).
+    #[arg(long, default_value_t = 1_000_000)]
+    w3_outcomes: usize,
+    /// Which workloads: w1, w3, or both (default).
+    #[arg(long, value_delimiter = ',', default_value = "w1,w3")]
+    only: Vec<String>,
+    /// Seed of every generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench(args) => bench(args),
+        Command::Import { db, file, dim } => import(&db, &file, dim),
+        Command::Export { db, out } => export(&db, out.as_deref()),
+        Command::Get { db, id } => get(&db, &id),
+        Command::Search { db, query, k } => search(&db, &query, k),
+        Command::Stats { db, json } => stats(&db, json),
+        Command::Check { db, json } => check(&db, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("patternbank: {e}");
+            let mut source = std::error::Error::source(&*e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
+
+fn open_existing(db: &Path, read_only: bool) -> Result<Store, patternbank::Error> {
+    Config::existing(db)?.read_only(read_only).open()
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} {elapsed}/{eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn import(db: &Path, file: &Path, dim: usize) -> CliResult {
+    let store = if db.exists() { open_existing(db, false)? } else { Config::new(db).embedding_dim(dim).open()? };
+    let reader: Box<dyn BufRead> = if file == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(std::fs::File::open(file)?))
+    };
+    let bar = ProgressBar::new_spinner();
+    let mut n = 0u64;
+    for (lineno, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let p: Pattern = serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", lineno + 1))?;
+        store.put(p).map_err(|e| format!("line {}: {e}", lineno + 1))?;
+        n += 1;
+        if n % 1000 == 0 {
+            bar.set_message(format!("{n} patterns"));
+        }
+    }
+    store.close()?;
+    bar.finish_and_clear();
+    eprintln!("imported {n} patterns into {}", db.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(db: &Path, out: Option<&Path>) -> CliResult {
+    let store = open_existing(db, true)?;
+    let mut w: Box<dyn Write> = match out {
+        Some(p) => Box::new(BufWriter::new(std::fs::File::create(p)?)),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut io_err = None;
+    store.for_each_pattern(|p| {
+        let line = serde_json::to_string(&p).map_err(|e| patternbank::Error::new(patternbank::ErrorKind::Io, e.to_string()))?;
+        if let Err(e) = writeln!(w, "{line}") {
+            io_err = Some(e);
+            return Err(patternbank::Error::new(patternbank::ErrorKind::Io, "write failed"));
+        }
+        Ok(())
+    })?;
+    if let Some(e) = io_err {
+        return Err(e.into());
+    }
+    w.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn get(db: &Path, id: &str) -> CliResult {
+    let store = open_existing(db, true)?;
+    match store.get(id)? {
+        Some(p) => {
+            println!("{}", serde_json::to_string_pretty(&*p)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!("no pattern with id {id:?}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn search(db: &Path, query: &str, k: usize) -> CliResult {
+    let store = open_existing(db, true)?;
+    let q: Vec<f32> = serde_json::from_str(query)?;
+    let hits = store.search(&q, k)?;
+    println!("{}", serde_json::to_string_pretty(&hits)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn file_size(p: &Path, suffix: &str) -> u64 {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    std::fs::metadata(PathBuf::from(s)).map_or(0, |m| m.len())
+}
+
+fn stats(db: &Path, as_json: bool) -> CliResult {
+    let store = open_existing(db, true)?;
+    let count = store.count()?;
+    let cfg = store.config();
+    let out = json!({
+        "db": db.display().to_string(),
+        "patterns": count,
+        "embedding_model": cfg_model(cfg),
+        "file_bytes": file_size(db, ""),
+        "wal_bytes": file_size(db, "-wal"),
+        "metrics": store.metrics(),
+    });
+    if as_json {
+        println!("{out}");
+    } else {
+        println!("{}: {count} patterns, {} bytes (+{} WAL)", db.display(), file_size(db, ""), file_size(db, "-wal"));
+        println!("embedding model {}", cfg_model(cfg));
+        print!("{}", store.report());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cfg_model(cfg: &Config) -> String {
+    format!("{} ({}-d)", cfg.model(), cfg.dim())
+}
+
+fn check(db: &Path, as_json: bool) -> CliResult {
+    let store = open_existing(db, true)?;
+    let report = store.check()?;
+    if as_json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{}: integrity {}; {} patterns; {}",
+            db.display(),
+            if report.integrity_ok { "ok" } else { "FAILED" },
+            report.patterns,
+            if report.problems.is_empty() { "no problems".to_owned() } else { format!("{} problem(s)", report.problems.len()) }
+        );
+        for p in &report.problems {
+            println!("  {p}");
+        }
+    }
+    Ok(if report.problems.is_empty() && report.integrity_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+// ---------------------------------------------------------------------------------------
+// bench
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".into());
+    json!({
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpu_model": cpu,
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+    })
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds")
+}
+
+fn summary(h: &Histogram<u64>) -> Value {
+    json!({
+        "count": h.len(),
+        "p50_ns": h.value_at_quantile(0.50),
+        "p99_ns": h.value_at_quantile(0.99),
+        "p999_ns": h.value_at_quantile(0.999),
+        "max_ns": h.max(),
+    })
+}
+
+/// Loads D(N) into `path` through the Store (put + flush), with progress.
+fn load(path: &Path, data: &[Pattern], quiet: bool) -> Result<Duration, patternbank::Error> {
+    let store = Config::new(path).open()?;
+    let bar = if quiet { ProgressBar::hidden() } else { progress(data.len() as u64, "loading D(N)") };
+    let started = Instant::now();
+    for (i, p) in data.iter().enumerate() {
+        store.put(p.clone())?;
+        if i % 4096 == 0 {
+            bar.set_position(i as u64);
+        }
+    }
+    store.flush()?;
+    let took = started.elapsed();
+    store.close()?;
+    bar.finish_and_clear();
+    Ok(took)
+}
+
+fn bench(args: BenchArgs) -> CliResult {
+    let tmp = tempfile::tempdir()?;
+    let db = args.db.clone().unwrap_or_else(|| tmp.path().join("bench.db"));
+    let quiet = args.json && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let want = |w: &str| args.only.iter().any(|o| o == w);
+    let mut out = serde_json::Map::new();
+    out.insert("machine".into(), machine());
+    out.insert("patterns".into(), json!(args.patterns));
+    out.insert("threads".into(), json!(args.threads));
+    out.insert("seed".into(), json!(args.seed));
+
+    eprintln!("generating D({}) (seed {}) …", args.patterns, args.seed);
+    let data = Arc::new(workload::dataset(args.patterns, args.seed)?);
+    let ids: Arc<Vec<String>> = Arc::new(data.iter().map(|p| p.id.clone()).collect());
+    if !db.exists() {
+        let took = load(&db, &data, quiet)?;
+        out.insert("load".into(), json!({ "rows_per_sec": data.len() as f64 / took.as_secs_f64() }));
+    }
+    // Open time of an existing store of N patterns (the W1 store, cold L1).
+    let started = Instant::now();
+    let store = Arc::new(Config::new(&db).open()?);
+    let open_ms = started.elapsed().as_secs_f64() * 1e3;
+    out.insert("open".into(), json!({ "existing_ms": open_ms, "patterns": store.count()? }));
+
+    if want("w1") {
+        out.insert("w1".into(), w1(&store, &data, &ids, &args, quiet)?);
+    }
+    if want("w3") {
+        out.insert("w3".into(), w3(&store, &ids, &args, tmp.path(), quiet)?);
+    }
+    let store = Arc::into_inner(store).ok_or("store still shared")?;
+    store.close()?;
+
+    let out = Value::Object(out);
+    if args.json {
+        println!("{out}");
+    } else {
+        print_table(&out);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn w1(store: &Arc<Store>, data: &Arc<Vec<Pattern>>, ids: &Arc<Vec<String>>, args: &BenchArgs, quiet: bool) -> Result<Value, Box<dyn std::error::Error>> {
+    let zipf = Arc::new(Zipf::new(ids.len(), 0.99));
+    let stop = Arc::new(AtomicBool::new(false));
+    let duration = Duration::from_secs_f64(args.seconds);
+    let bar = if quiet { ProgressBar::hidden() } else { progress(duration.as_secs().max(1), "W1 agent-loop mix (s)") };
+    let started = Instant::now();
+    let handles: Vec<_> = (0..args.threads)
+        .map(|t| {
+            let (store, data, ids, zipf, stop) = (Arc::clone(store), Arc::clone(data), Arc::clone(ids), Arc::clone(&zipf), Arc::clone(&stop));
+            let seed = args.seed.wrapping_add(t as u64 * 7919);
+            std::thread::spawn(move || -> Result<(u64, [Histogram<u64>; 3]), patternbank::Error> {
+                let mut rng = Rng::new(seed);
+                let mut h = [hist(), hist(), hist()];
+                let mut ops = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..256 {
+                        let r = zipf.sample(&mut rng);
+                        let dice = rng.below(100);
+                        let t0 = Instant::now();
+                        let kind = if dice < 90 {
+                            std::hint::black_box(store.get(&ids[r])?);
+                            0
+                        } else if dice < 98 {
+                            let o = if rng.below(4) == 0 { Outcome::Failure } else { Outcome::Success };
+                            store.record_outcome(&ids[r], o)?;
+                            1
+                        } else {
+                            let mut p = data[r].clone();
+                            p.confidence = rng.next_f64();
+                            store.put(p)?;
+                            2
+                        };
+                        let _ = h[kind].record(t0.elapsed().as_nanos() as u64);
+                        ops += 1;
+                    }
+                }
+                Ok((ops, h))
+            })
+        })
+        .collect();
+    while started.elapsed() < duration {
+        std::thread::sleep(Duration::from_millis(100));
+        bar.set_position(started.elapsed().as_secs());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut ops = 0;
+    let mut h = [hist(), hist(), hist()];
+    for handle in handles {
+        let (n, hs) = handle.join().map_err(|_| "W1 client thread panicked")??;
+        ops += n;
+        for (a, b) in h.iter_mut().zip(hs.iter()) {
+            a.add(b)?;
+        }
+    }
+    let flush_started = Instant::now();
+    store.flush()?;
+    let flush_ms = flush_started.elapsed().as_secs_f64() * 1e3;
+    let elapsed = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let m = store.metrics();
+    let answered = (m.get_hits.l1 + m.get_hits.pending + m.get_hits.sqlite + m.get_hits.not_found).max(1) as f64;
+    Ok(json!({
+        "ops": ops,
+        "seconds": elapsed,
+        "ops_per_sec": ops as f64 / elapsed,
+        "final_flush_ms": flush_ms,
+        "get_p50_ns": h[0].value_at_quantile(0.5),
+        "get_p99_ns": h[0].value_at_quantile(0.99),
+        "get_p999_ns": h[0].value_at_quantile(0.999),
+        "record_outcome_p50_ns": h[1].value_at_quantile(0.5),
+        "record_outcome_p99_ns": h[1].value_at_quantile(0.99),
+        "record_outcome_p999_ns": h[1].value_at_quantile(0.999),
+        "put_p50_ns": h[2].value_at_quantile(0.5),
+        "put_p99_ns": h[2].value_at_quantile(0.99),
+        "put_p999_ns": h[2].value_at_quantile(0.999),
+        "get": summary(&h[0]),
+        "record_outcome": summary(&h[1]),
+        "put": summary(&h[2]),
+        "l1_hit_ratio": m.get_hits.l1 as f64 / answered,
+        "failed_writes": m.writer.failed_writes,
+        "rss_bytes": m.rss_bytes,
+    }))
+}
+
+fn w3(store: &Arc<Store>, ids: &Arc<Vec<String>>, args: &BenchArgs, tmp: &Path, quiet: bool) -> Result<Value, Box<dyn std::error::Error>> {
+    // Puts: N new patterns into a fresh store, then flush; the ceiling loop on the same
+    // schema into another fresh store, in the same run.
+    let fresh = workload::dataset(args.w3_puts, args.seed ^ 0xF00D)?;
+    let put_db = tmp.join("w3-put.db");
+    let put_store = Config::new(&put_db).open()?;
+    let bar = if quiet { ProgressBar::hidden() } else { progress(fresh.len() as u64, "W3 puts") };
+    let started = Instant::now();
+    for (i, p) in fresh.iter().enumerate() {
+        put_store.put(p.clone())?;
+        if i % 4096 == 0 {
+            bar.set_position(i as u64);
+        }
+    }
+    put_store.flush()?;
+    let put_secs = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let committed = put_store.count()?;
+    put_store.close()?;
+    let ceiling_db = tmp.join("w3-ceiling.db");
+    let ceiling = patternbank::__bench::raw_put_loop(&Config::new(&ceiling_db), &fresh, 1000)?;
+    let put_rate = committed as f64 / put_secs;
+    let ceiling_rate = fresh.len() as f64 / ceiling.as_secs_f64();
+
+    // Outcomes: Zipf(0.99) over the W1 store's ids from `threads` producers, then flush.
+    let per_thread = args.w3_outcomes / args.threads.max(1);
+    let zipf = Arc::new(Zipf::new(ids.len(), 0.99));
+    let before = store.metrics().writer.committed_outcomes;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..args.threads.max(1))
+        .map(|t| {
+            let (store, ids, zipf) = (Arc::clone(store), Arc::clone(ids), Arc::clone(&zipf));
+            let seed = args.seed ^ (0xABCD + t as u64);
+            std::thread::spawn(move || -> Result<(), patternbank::Error> {
+                let mut rng = Rng::new(seed);
+                for _ in 0..per_thread {
+                    let o = if rng.below(4) == 0 { Outcome::Failure } else { Outcome::Success };
+                    store.record_outcome(&ids[zipf.sample(&mut rng)], o)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| "W3 producer panicked")??;
+    }
+    store.flush()?;
+    let outcome_secs = started.elapsed().as_secs_f64();
+    let outcomes_committed = store.metrics().writer.committed_outcomes - before;
+    Ok(json!({
+        "puts": fresh.len(),
+        "puts_committed": committed,
+        "put_rows_per_sec": put_rate,
+        "put_ceiling_rows_per_sec": ceiling_rate,
+        "put_ratio_to_ceiling": put_rate / ceiling_rate,
+        "outcomes": per_thread * args.threads.max(1),
+        "outcomes_committed": outcomes_committed,
+        "outcomes_per_sec": outcomes_committed as f64 / outcome_secs,
+    }))
+}
+
+fn print_table(v: &Value) {
+    let m = &v["machine"];
+    println!("machine: {} cores, {}", m["cores"], m["cpu_model"].as_str().unwrap_or("?"));
+    println!("dataset: D({}), seed {}, {} threads", v["patterns"], v["seed"], v["threads"]);
+    println!("open existing store: {:.1} ms", v["open"]["existing_ms"].as_f64().unwrap_or(0.0));
+    if let Some(w1) = v.get("w1") {
+        println!("W1 agent-loop mix: {:.0} ops/s over {:.2} s (final flush {:.1} ms)", w1["ops_per_sec"].as_f64().unwrap_or(0.0), w1["seconds"].as_f64().unwrap_or(0.0), w1["final_flush_ms"].as_f64().unwrap_or(0.0));
+        for op in ["get", "record_outcome", "put"] {
+            let s = &w1[op];
+            println!("  {op:<15} n={:<9} p50 {:>7} ns  p99 {:>8} ns  p99.9 {:>9} ns", s["count"], s["p50_ns"], s["p99_ns"], s["p999_ns"]);
+        }
+        println!("  L1 hit ratio {:.3}; resident memory {:.1} MiB", w1["l1_hit_ratio"].as_f64().unwrap_or(0.0), w1["rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0);
+    }
+    if let Some(w3) = v.get("w3") {
+        println!(
+            "W3 puts: {:.0} rows/s committed; raw-FFI ceiling {:.0} rows/s (ratio {:.2})",
+            w3["put_rows_per_sec"].as_f64().unwrap_or(0.0),
+            w3["put_ceiling_rows_per_sec"].as_f64().unwrap_or(0.0),
+            w3["put_ratio_to_ceiling"].as_f64().unwrap_or(0.0)
+        );
+        println!("W3 outcomes: {:.0} outcomes/s submitted and committed", w3["outcomes_per_sec"].as_f64().unwrap_or(0.0));
+    }
+}

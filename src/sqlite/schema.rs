@@ -173,3 +173,19 @@ fn check_meta(conn: &Connection, cfg: &Config) -> Result<()> {
     }
     Ok(())
 }
+
+/// The embedding model and dimension recorded in an existing store.
+pub(crate) fn peek_meta(path: &std::path::Path) -> Result<(String, usize)> {
+    if !path.exists() {
+        return Err(Error::new(ErrorKind::Io, format!("{} does not exist", path.display())));
+    }
+    let conn = Connection::open(path, super::ffi::OpenMode::ReadOnly, None)?;
+    let tables = conn.query_strings("SELECT name FROM sqlite_schema WHERE type = 'table'").map_err(foreign)?;
+    if !tables.iter().any(|t| t == "meta") {
+        return Err(Error::new(ErrorKind::Incompatible, format!("{} is not a patternbank store", path.display())));
+    }
+    let meta = read_meta(&conn)?;
+    let model = meta.get("embedding_model").cloned().unwrap_or_default();
+    let dim = meta.get("embedding_dim").and_then(|d| d.parse().ok()).unwrap_or(0);
+    Ok((model, dim))
+}

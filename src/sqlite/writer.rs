@@ -38,6 +38,27 @@ const APPLY_OUTCOMES: &str = "UPDATE stats SET confidence = min(1.0, max(0.0, ?2
      usage_count = usage_count + ?4, success_count = success_count + ?5, \
      failure_count = failure_count + ?6, last_used_ms = max(last_used_ms, ?7) WHERE id = ?1";
 
+/// Binds and runs the two upserts of one pattern.
+fn upsert(upsert_pattern: &mut Statement, upsert_stats: &mut Statement, p: &crate::Pattern) -> Result<()> {
+    let emb = p.embedding.as_deref().map(embedding_bytes);
+    upsert_pattern.execute(&[
+        Value::Text(&p.id),
+        Value::Text(&p.kind),
+        Value::Blob(&p.data),
+        emb.as_deref().map_or(Value::Null, Value::Blob),
+        Value::Int(p.created_at_ms),
+    ])?;
+    upsert_stats.execute(&[
+        Value::Text(&p.id),
+        Value::Real(p.confidence),
+        Value::Int(p.usage_count as i64),
+        Value::Int(p.success_count as i64),
+        Value::Int(p.failure_count as i64),
+        Value::Int(p.last_used_ms),
+    ])?;
+    Ok(())
+}
+
 /// One unit of a batch: what bisection isolates.
 enum Unit {
     Put(PutOp),
@@ -329,23 +350,7 @@ impl Writer {
     fn apply(&mut self, unit: &Unit) -> Result<bool> {
         match unit {
             Unit::Put(op) => {
-                let p = &op.pattern;
-                let emb = p.embedding.as_deref().map(embedding_bytes);
-                self.stmts.upsert_pattern.execute(&[
-                    Value::Text(&p.id),
-                    Value::Text(&p.kind),
-                    Value::Blob(&p.data),
-                    emb.as_deref().map_or(Value::Null, Value::Blob),
-                    Value::Int(p.created_at_ms),
-                ])?;
-                self.stmts.upsert_stats.execute(&[
-                    Value::Text(&p.id),
-                    Value::Real(p.confidence),
-                    Value::Int(p.usage_count as i64),
-                    Value::Int(p.success_count as i64),
-                    Value::Int(p.failure_count as i64),
-                    Value::Int(p.last_used_ms),
-                ])?;
+                upsert(&mut self.stmts.upsert_pattern, &mut self.stmts.upsert_stats, &op.pattern)?;
                 Ok(true)
             }
             Unit::Outcomes { id, sum, .. } => {
@@ -416,4 +421,25 @@ impl Writer {
 fn _assert_send() {
     fn is_send<T: Send>() {}
     is_send::<Writer>();
+}
+
+/// The ceiling for W3 puts: the same schema and statements driven by a plain loop on the
+/// calling thread, `per_txn` rows per transaction, no queue and no writer thread. Creates the
+/// store at `cfg.path` if needed. Returns the time from the first `BEGIN` to the last
+/// `COMMIT`. (`per_txn = 1` is the unbatched floor: one transaction per row.)
+pub(crate) fn raw_put_loop(cfg: &crate::Config, patterns: &[crate::Pattern], per_txn: usize) -> Result<Duration> {
+    let conn = super::schema::open_writer(cfg, None)?;
+    let mut begin = conn.prepare("BEGIN IMMEDIATE")?;
+    let mut commit = conn.prepare("COMMIT")?;
+    let mut upsert_pattern = conn.prepare(UPSERT_PATTERN)?;
+    let mut upsert_stats = conn.prepare(UPSERT_STATS)?;
+    let started = Instant::now();
+    for chunk in patterns.chunks(per_txn.max(1)) {
+        begin.execute(&[])?;
+        for p in chunk {
+            upsert(&mut upsert_pattern, &mut upsert_stats, p)?;
+        }
+        commit.execute(&[])?;
+    }
+    Ok(started.elapsed())
 }
