@@ -92,9 +92,12 @@ struct BenchArgs {
     /// Client threads for W1 and the W3 outcome producers.
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Length of the W1 run.
+    /// Length of the timed W1 run.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Untimed W1 run before the timed one, so the L1 reaches its steady state.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
     /// W3 puts (new patterns, then one flush).
     #[arg(long, default_value_t = 100_000)]
     w3_puts: usize,
@@ -368,17 +371,19 @@ fn bench(args: BenchArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn w1(store: &Arc<Store>, data: &Arc<Vec<Pattern>>, ids: &Arc<Vec<String>>, args: &BenchArgs, quiet: bool) -> Result<Value, Box<dyn std::error::Error>> {
+type MixResult = Result<(u64, [Histogram<u64>; 3]), patternbank::Error>;
+
+/// Runs the W1 mix on `threads` threads for `duration`; returns operations and per-kind
+/// latency histograms (get, record_outcome, put).
+fn run_mix(store: &Arc<Store>, data: &Arc<Vec<Pattern>>, ids: &Arc<Vec<String>>, threads: usize, seed: u64, duration: Duration, bar: &ProgressBar) -> MixResult {
     let zipf = Arc::new(Zipf::new(ids.len(), 0.99));
     let stop = Arc::new(AtomicBool::new(false));
-    let duration = Duration::from_secs_f64(args.seconds);
-    let bar = if quiet { ProgressBar::hidden() } else { progress(duration.as_secs().max(1), "W1 agent-loop mix (s)") };
     let started = Instant::now();
-    let handles: Vec<_> = (0..args.threads)
+    let handles: Vec<_> = (0..threads)
         .map(|t| {
             let (store, data, ids, zipf, stop) = (Arc::clone(store), Arc::clone(data), Arc::clone(ids), Arc::clone(&zipf), Arc::clone(&stop));
-            let seed = args.seed.wrapping_add(t as u64 * 7919);
-            std::thread::spawn(move || -> Result<(u64, [Histogram<u64>; 3]), patternbank::Error> {
+            let seed = seed.wrapping_add(t as u64 * 7919);
+            std::thread::spawn(move || -> MixResult {
                 let mut rng = Rng::new(seed);
                 let mut h = [hist(), hist(), hist()];
                 let mut ops = 0u64;
@@ -409,29 +414,47 @@ fn w1(store: &Arc<Store>, data: &Arc<Vec<Pattern>>, ids: &Arc<Vec<String>>, args
         })
         .collect();
     while started.elapsed() < duration {
-        std::thread::sleep(Duration::from_millis(100));
-        bar.set_position(started.elapsed().as_secs());
+        std::thread::sleep(Duration::from_millis(50));
+        bar.set_position(started.elapsed().as_millis() as u64);
     }
     stop.store(true, Ordering::Relaxed);
     let mut ops = 0;
     let mut h = [hist(), hist(), hist()];
     for handle in handles {
-        let (n, hs) = handle.join().map_err(|_| "W1 client thread panicked")??;
+        let (n, hs) = handle.join().map_err(|_| patternbank::Error::new(patternbank::ErrorKind::Closed, "W1 client thread panicked"))??;
         ops += n;
         for (a, b) in h.iter_mut().zip(hs.iter()) {
-            a.add(b)?;
+            a.add(b).map_err(|e| patternbank::Error::new(patternbank::ErrorKind::InvalidInput, e.to_string()))?;
         }
     }
+    Ok((ops, h))
+}
+
+fn w1(store: &Arc<Store>, data: &Arc<Vec<Pattern>>, ids: &Arc<Vec<String>>, args: &BenchArgs, quiet: bool) -> Result<Value, Box<dyn std::error::Error>> {
+    let bar_for = |secs: f64, what: &str| if quiet { ProgressBar::hidden() } else { progress((secs * 1000.0) as u64, what) };
+    if args.warmup > 0.0 {
+        let bar = bar_for(args.warmup, "W1 warm-up (ms)");
+        run_mix(store, data, ids, args.threads, args.seed ^ 0x5EED, Duration::from_secs_f64(args.warmup), &bar)?;
+        store.flush()?;
+        bar.finish_and_clear();
+    }
+    let before = store.metrics();
+    let bar = bar_for(args.seconds, "W1 agent-loop mix (ms)");
+    let started = Instant::now();
+    let (ops, h) = run_mix(store, data, ids, args.threads, args.seed, Duration::from_secs_f64(args.seconds), &bar)?;
     let flush_started = Instant::now();
     store.flush()?;
     let flush_ms = flush_started.elapsed().as_secs_f64() * 1e3;
     let elapsed = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let m = store.metrics();
-    let answered = (m.get_hits.l1 + m.get_hits.pending + m.get_hits.sqlite + m.get_hits.not_found).max(1) as f64;
+    let hits = |f: fn(&patternbank::Metrics) -> u64| f(&m) - f(&before);
+    let l1 = hits(|m| m.get_hits.l1);
+    let answered = (l1 + hits(|m| m.get_hits.pending) + hits(|m| m.get_hits.sqlite) + hits(|m| m.get_hits.not_found)).max(1) as f64;
     Ok(json!({
         "ops": ops,
         "seconds": elapsed,
+        "warmup_seconds": args.warmup,
         "ops_per_sec": ops as f64 / elapsed,
         "final_flush_ms": flush_ms,
         "get_p50_ns": h[0].value_at_quantile(0.5),
@@ -446,7 +469,7 @@ fn w1(store: &Arc<Store>, data: &Arc<Vec<Pattern>>, ids: &Arc<Vec<String>>, args
         "get": summary(&h[0]),
         "record_outcome": summary(&h[1]),
         "put": summary(&h[2]),
-        "l1_hit_ratio": m.get_hits.l1 as f64 / answered,
+        "l1_hit_ratio": l1 as f64 / answered,
         "failed_writes": m.writer.failed_writes,
         "rss_bytes": m.rss_bytes,
     }))
@@ -519,7 +542,13 @@ fn print_table(v: &Value) {
     println!("dataset: D({}), seed {}, {} threads", v["patterns"], v["seed"], v["threads"]);
     println!("open existing store: {:.1} ms", v["open"]["existing_ms"].as_f64().unwrap_or(0.0));
     if let Some(w1) = v.get("w1") {
-        println!("W1 agent-loop mix: {:.0} ops/s over {:.2} s (final flush {:.1} ms)", w1["ops_per_sec"].as_f64().unwrap_or(0.0), w1["seconds"].as_f64().unwrap_or(0.0), w1["final_flush_ms"].as_f64().unwrap_or(0.0));
+        println!(
+            "W1 agent-loop mix: {:.0} ops/s over {:.2} s after {} s warm-up (final flush {:.1} ms, inside the timed region)",
+            w1["ops_per_sec"].as_f64().unwrap_or(0.0),
+            w1["seconds"].as_f64().unwrap_or(0.0),
+            w1["warmup_seconds"],
+            w1["final_flush_ms"].as_f64().unwrap_or(0.0)
+        );
         for op in ["get", "record_outcome", "put"] {
             let s = &w1[op];
             println!("  {op:<15} n={:<9} p50 {:>7} ns  p99 {:>8} ns  p99.9 {:>9} ns", s["count"], s["p50_ns"], s["p99_ns"], s["p999_ns"]);

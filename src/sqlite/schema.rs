@@ -67,7 +67,7 @@ fn connection_pragmas(conn: &Connection, cfg: &Config) -> Result<()> {
 /// Opens the writer connection, creating and checking the file.
 pub(crate) fn open_writer(cfg: &Config, slow: Option<crate::sync::Arc<crate::metrics::SlowLog>>) -> Result<Connection> {
     let conn = Connection::open(&cfg.path, super::ffi::OpenMode::ReadWriteCreate, slow)?;
-    connection_pragmas(&conn, cfg)?;
+    connection_pragmas(&conn, cfg).map_err(foreign)?;
     // The first read of a file that is not SQLite fails here with SQLITE_NOTADB.
     let tables = conn.query_strings("SELECT name FROM sqlite_schema WHERE type = 'table'").map_err(foreign)?;
     if tables.is_empty() {
@@ -111,7 +111,7 @@ pub(crate) fn open_reader(cfg: &Config, slow: Option<crate::sync::Arc<crate::met
         return Err(Error::new(ErrorKind::Io, format!("{} does not exist", cfg.path.display())));
     }
     let conn = Connection::open(&cfg.path, super::ffi::OpenMode::ReadOnly, slow)?;
-    connection_pragmas(&conn, cfg)?;
+    connection_pragmas(&conn, cfg).map_err(foreign)?;
     conn.execute_batch("PRAGMA query_only = 1;")?;
     if check {
         check_meta(&conn, cfg)?;
