@@ -67,6 +67,14 @@ pub use store::{CheckReport, FailedWrite, Store};
 #[doc(hidden)]
 pub mod __loom {
     pub use crate::queue::ring::{ring, Consumer, Producer};
+
+    /// Names of the facade's atomic and cell types, so the suite can check it models them.
+    pub fn facade_types() -> [&'static str; 2] {
+        [
+            std::any::type_name::<crate::sync::AtomicUsize>(),
+            std::any::type_name::<crate::sync::UnsafeCell<u8>>(),
+        ]
+    }
 }
 
 /// Internals exposed to benchmarks (not part of the API; may change at any time).
