@@ -26,12 +26,7 @@ fn two_producers_one_consumer_wrap_around_in_order() {
         assert_eq!((rx.pop(), rx.pop(), rx.pop()), (Some(100), Some(101), None));
         let producer = |values: Vec<usize>| {
             let tx = tx.clone();
-            thread::spawn(move || {
-                values
-                    .into_iter()
-                    .filter(|&v| tx.push(v).is_ok())
-                    .collect::<Vec<_>>()
-            })
+            thread::spawn(move || values.into_iter().filter(|&v| tx.push(v).is_ok()).collect::<Vec<_>>())
         };
         let a = producer(vec![1, 2]);
         let b = producer(vec![11]);

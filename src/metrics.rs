@@ -418,7 +418,9 @@ pub(crate) fn sample_latency() -> bool {
 
 /// Resident set size from `/proc/self/statm` (Linux); 0 elsewhere.
 pub fn rss_bytes() -> u64 {
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else { return 0 };
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     pages * 4096
 }
@@ -453,7 +455,11 @@ impl Metrics {
             h.sqlite,
             h.not_found
         );
-        let _ = writeln!(s, "  {:<16}{:>8}{:>12}{:>12}{:>12}{:>12}", "latency", "count", "p50", "p99", "p99.9", "max");
+        let _ = writeln!(
+            s,
+            "  {:<16}{:>8}{:>12}{:>12}{:>12}{:>12}",
+            "latency", "count", "p50", "p99", "p99.9", "max"
+        );
         for (name, l) in [
             ("get", &self.latency_ns.get),
             ("put", &self.latency_ns.put),
@@ -476,7 +482,13 @@ impl Metrics {
         let _ = writeln!(
             s,
             "  queues          puts {}/{}  outcomes {}/{}  blocked {}  timed out {}  handed back {}",
-            q.put_depth, q.put_capacity, q.outcome_depth, q.outcome_capacity, q.blocked, q.timeouts, q.handed_back
+            q.put_depth,
+            q.put_capacity,
+            q.outcome_depth,
+            q.outcome_capacity,
+            q.blocked,
+            q.timeouts,
+            q.handed_back
         );
         let w = &self.writer;
         let _ = writeln!(

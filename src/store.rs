@@ -481,6 +481,9 @@ impl Store {
 
     /// Like [`Store::put`] but never waits: a full ring hands the pattern back at once as
     /// `TryError::Full`.
+    // The pattern comes back by value on purpose: boxing it would allocate on the path that
+    // exists to avoid waiting.
+    #[allow(clippy::result_large_err)]
     pub fn try_put(&self, pattern: Pattern) -> Result<(), TryError<Pattern>> {
         let op = self.stage_put(pattern).map_err(TryError::Rejected)?;
         let lanes = &self.shared.lanes;
@@ -507,7 +510,12 @@ impl Store {
     fn outcome_op(&self, id: &str, outcome: Outcome) -> Result<OutcomeOp> {
         self.writable()?;
         self.validate_id(id)?;
-        Ok(OutcomeOp { seq: self.shared.lanes.take_seq(), id: SmallId::new(id), outcome, at_ms: crate::pattern::now_ms() })
+        Ok(OutcomeOp {
+            seq: self.shared.lanes.take_seq(),
+            id: SmallId::new(id),
+            outcome,
+            at_ms: crate::pattern::now_ms(),
+        })
     }
 
     /// Records that using pattern `id` succeeded or failed.
@@ -540,7 +548,10 @@ impl Store {
         let lanes = &self.shared.lanes;
         // Acquire: see `Lanes::push_blocking`.
         if lanes.closed.load(Ordering::Acquire) {
-            return Err(TryError::Rejected(Error::new(ErrorKind::Closed, "record_outcome: the store is closed")));
+            return Err(TryError::Rejected(Error::new(
+                ErrorKind::Closed,
+                "record_outcome: the store is closed",
+            )));
         }
         match lanes.try_push(&lanes.outcomes, lanes.batch_outcomes, op) {
             Ok(()) => {
@@ -674,9 +685,17 @@ impl Store {
         while *acked < ticket {
             // Acquire: pairs with the Release store when the writer stops.
             if sh.writer_stopped.load(Ordering::Acquire) {
-                return Err(Error::new(ErrorKind::Closed, "the store's writer stopped before the flush completed"));
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    "the store's writer stopped before the flush completed",
+                ));
             }
-            acked = sh.flush.cv.wait_timeout(acked, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+            acked = sh
+                .flush
+                .cv
+                .wait_timeout(acked, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         Ok(())
     }

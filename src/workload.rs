@@ -150,21 +150,32 @@ impl Npy {
         }
         let (header_len, start) = match bytes[6] {
             1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-            2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+            2 | 3 if bytes.len() >= 12 => {
+                (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            }
             _ => return Err(bad("unsupported NPY version")),
         };
-        let header = std::str::from_utf8(bytes.get(start..start + header_len).ok_or_else(|| bad("truncated header"))?)
-            .map_err(|_| bad("header is not text"))?;
+        let header =
+            std::str::from_utf8(bytes.get(start..start + header_len).ok_or_else(|| bad("truncated header"))?)
+                .map_err(|_| bad("header is not text"))?;
         let field = |key: &str| -> Option<&str> {
             let at = header.find(key)? + key.len();
             Some(header[at..].trim_start_matches([' ', ':', '\'']))
         };
-        let descr = field("'descr'").and_then(|s| s.split('\'').next()).ok_or_else(|| bad("no descr"))?.to_owned();
+        let descr =
+            field("'descr'").and_then(|s| s.split('\'').next()).ok_or_else(|| bad("no descr"))?.to_owned();
         if field("'fortran_order'").is_some_and(|s| s.starts_with("True")) {
             return Err(bad("Fortran order is not supported"));
         }
-        let shape_text = field("'shape'").and_then(|s| s.strip_prefix('(')).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no shape"))?;
-        let dims: Vec<usize> = shape_text.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().map_err(|_| bad("bad shape"))).collect::<Result<_>>()?;
+        let shape_text = field("'shape'")
+            .and_then(|s| s.strip_prefix('('))
+            .and_then(|s| s.split(')').next())
+            .ok_or_else(|| bad("no shape"))?;
+        let dims: Vec<usize> = shape_text
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse().map_err(|_| bad("bad shape")))
+            .collect::<Result<_>>()?;
         let shape = match dims[..] {
             [r] => (r, 1),
             [r, c] => (r, c),
@@ -203,10 +214,12 @@ pub fn corpus_texts(shared: &Path) -> Result<Vec<(String, String)>> {
         text: String,
     }
     let path = shared.join("data/corpus.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let l: Line = serde_json::from_str(line).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        let l: Line =
+            serde_json::from_str(line).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
         if l.split == "base" {
             out.push((l.source, l.text));
         }
@@ -217,7 +230,8 @@ pub fn corpus_texts(shared: &Path) -> Result<Vec<(String, String)>> {
 /// Seeded synthetic unit vectors: a mixture of `clusters` Gaussian clusters, normalised.
 pub fn synthetic_embeddings(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
     let mut rng = Rng::new(seed);
-    let centres: Vec<Vec<f64>> = (0..clusters.max(1)).map(|_| (0..dim).map(|_| rng.normal()).collect()).collect();
+    let centres: Vec<Vec<f64>> =
+        (0..clusters.max(1)).map(|_| (0..dim).map(|_| rng.normal()).collect()).collect();
     (0..n)
         .map(|_| {
             let c = &centres[rng.below(centres.len() as u64) as usize];
@@ -257,7 +271,8 @@ pub fn dataset(n: usize, seed: u64) -> Result<Vec<Pattern>> {
         }
         _ => None,
     };
-    let synthetic = if real.is_none() { synthetic_embeddings(n, 384, 256, seed ^ 0xE11B) } else { Vec::new() };
+    let synthetic =
+        if real.is_none() { synthetic_embeddings(n, 384, 256, seed ^ 0xE11B) } else { Vec::new() };
     let mut rng = Rng::new(seed);
     let start_ms = 1_760_000_000_000u64;
     let mut out = Vec::with_capacity(n);
@@ -283,7 +298,8 @@ pub fn dataset(n: usize, seed: u64) -> Result<Vec<Pattern>> {
         let words: Vec<&str> = content.split_whitespace().collect();
         let title = clip(&words.iter().take(6).copied().collect::<Vec<_>>().join(" "), 60).to_owned();
         let description = clip(&words.iter().take(14).copied().collect::<Vec<_>>().join(" "), 120).to_owned();
-        let tags: Vec<String> = words.iter().filter(|w| w.len() > 4).take(3).map(|w| clip(w, 20).to_owned()).collect();
+        let tags: Vec<String> =
+            words.iter().filter(|w| w.len() > 4).take(3).map(|w| clip(w, 20).to_owned()).collect();
         // Trim the content until the whole JSON item fits the target size.
         let mut keep = content.len();
         let data = loop {

@@ -29,7 +29,9 @@ fn spawn_child(name: &str, db: &std::path::Path) -> Child {
 #[test]
 #[ignore = "child process of crash_at_random_moments_loses_nothing_flushed"]
 fn child_write_forever() {
-    let Some(db) = std::env::var_os(DB_ENV) else { return };
+    let Some(db) = std::env::var_os(DB_ENV) else {
+        return;
+    };
     let store = small(std::path::Path::new(&db)).batch_patterns(16).open().unwrap();
     let mut next = store.count().unwrap() as usize;
     loop {
@@ -82,7 +84,8 @@ fn crash_at_random_moments_loses_nothing_flushed() {
         let count = store.count().unwrap() as usize;
         assert!(count >= max_flushed, "round {round}: {count} rows < {max_flushed} flushed");
         for i in 0..max_flushed {
-            let p = store.get(&format!("p{i:08}")).unwrap().unwrap_or_else(|| panic!("round {round}: p{i} lost"));
+            let p =
+                store.get(&format!("p{i:08}")).unwrap().unwrap_or_else(|| panic!("round {round}: p{i} lost"));
             if !unreported.iter().any(|r| r.contains(&i)) {
                 assert_eq!(p.usage_count, 1, "round {round}: outcome of p{i} lost");
             }
@@ -99,7 +102,9 @@ fn crash_at_random_moments_loses_nothing_flushed() {
 #[test]
 #[ignore = "child process of a_second_writer_process_is_refused_at_open"]
 fn child_hold_writer() {
-    let Some(db) = std::env::var_os(DB_ENV) else { return };
+    let Some(db) = std::env::var_os(DB_ENV) else {
+        return;
+    };
     let store = small(std::path::Path::new(&db)).open().unwrap();
     store.put(pattern("held", 8)).unwrap();
     store.flush().unwrap();

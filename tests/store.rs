@@ -29,7 +29,10 @@ fn put_get_flush_reopen_round_trip() {
     let store = small(&path).open().unwrap();
     assert_eq!(*store.get("alpha").unwrap().unwrap(), p, "durable across reopen");
     assert_eq!(store.metrics().get_hits.sqlite, 1);
-    assert_eq!(store.get_many(&["alpha", "nope"]).unwrap().iter().map(Option::is_some).collect::<Vec<_>>(), [true, false]);
+    assert_eq!(
+        store.get_many(&["alpha", "nope"]).unwrap().iter().map(Option::is_some).collect::<Vec<_>>(),
+        [true, false]
+    );
 }
 
 #[test]
@@ -294,7 +297,11 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             other => panic!("{what}: {other:?}"),
         }
         if !id.is_empty() && id.len() <= 256 && !id.contains('\0') {
-            assert_eq!(store.get(&id).unwrap().as_deref().map(|p| p.confidence), if id == "good" { Some(0.5) } else { None }, "{what}");
+            assert_eq!(
+                store.get(&id).unwrap().as_deref().map(|p| p.confidence),
+                if id == "good" { Some(0.5) } else { None },
+                "{what}"
+            );
         }
     }
     for id in ["", &"y".repeat(300)] {
@@ -311,7 +318,12 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(store.metrics().writer.failed_writes, 0);
 
     // Config errors.
-    for cfg in [small(&path).embedding_dim(0), small(&path).learning_rate(0.0), small(&path).page_size(1000), small(&path).reader_pool_size(0)] {
+    for cfg in [
+        small(&path).embedding_dim(0),
+        small(&path).learning_rate(0.0),
+        small(&path).page_size(1000),
+        small(&path).reader_pool_size(0),
+    ] {
         assert_eq!(cfg.open().err().map(|e| e.kind()), Some(ErrorKind::InvalidInput));
     }
 }
@@ -392,7 +404,9 @@ fn metrics_have_no_side_effects() {
 fn stress_mixed_operations_match_a_single_threaded_model() {
     let (_dir, path) = temp_db();
     let eta = 0.1;
-    let store = Arc::new(small(&path).l1_capacity_bytes(16 << 10).batch_outcomes(64).batch_patterns(32).open().unwrap());
+    let store = Arc::new(
+        small(&path).l1_capacity_bytes(16 << 10).batch_outcomes(64).batch_patterns(32).open().unwrap(),
+    );
     let threads = 4;
     let ids_per_thread = 50;
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -400,7 +414,7 @@ fn stress_mixed_operations_match_a_single_threaded_model() {
         .map(|t| {
             let store = Arc::clone(&store);
             std::thread::spawn(move || {
-                let mut rng = patternbank::workload::Rng::new(t as u64);
+                let mut rng = patternbank::workload::Rng::new(t);
                 // Model: id -> (confidence, usage, success, failure); every thread owns its ids.
                 let mut model: HashMap<String, (f64, u64, u64, u64)> = HashMap::new();
                 let mut ops = 0u64;
@@ -418,7 +432,11 @@ fn stress_mixed_operations_match_a_single_threaded_model() {
                                 store.record_outcome(&id, o).unwrap();
                                 m.0 = eta_step(m.0, o, eta);
                                 m.1 += 1;
-                                if o == Outcome::Success { m.2 += 1 } else { m.3 += 1 }
+                                if o == Outcome::Success {
+                                    m.2 += 1
+                                } else {
+                                    m.3 += 1
+                                }
                             }
                         }
                         5 => store.flush().unwrap(),

@@ -159,7 +159,8 @@ fn progress(len: u64, what: &str) -> ProgressBar {
 }
 
 fn import(db: &Path, file: &Path, dim: usize) -> CliResult {
-    let store = if db.exists() { open_existing(db, false)? } else { Config::new(db).embedding_dim(dim).open()? };
+    let store =
+        if db.exists() { open_existing(db, false)? } else { Config::new(db).embedding_dim(dim).open()? };
     let reader: Box<dyn BufRead> = if file == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
@@ -175,7 +176,7 @@ fn import(db: &Path, file: &Path, dim: usize) -> CliResult {
         let p: Pattern = serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", lineno + 1))?;
         store.put(p).map_err(|e| format!("line {}: {e}", lineno + 1))?;
         n += 1;
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             bar.set_message(format!("{n} patterns"));
         }
     }
@@ -193,7 +194,8 @@ fn export(db: &Path, out: Option<&Path>) -> CliResult {
     };
     let mut io_err = None;
     store.for_each_pattern(|p| {
-        let line = serde_json::to_string(&p).map_err(|e| patternbank::Error::new(patternbank::ErrorKind::Io, e.to_string()))?;
+        let line = serde_json::to_string(&p)
+            .map_err(|e| patternbank::Error::new(patternbank::ErrorKind::Io, e.to_string()))?;
         if let Err(e) = writeln!(w, "{line}") {
             io_err = Some(e);
             return Err(patternbank::Error::new(patternbank::ErrorKind::Io, "write failed"));
@@ -250,7 +252,12 @@ fn stats(db: &Path, as_json: bool) -> CliResult {
     if as_json {
         println!("{out}");
     } else {
-        println!("{}: {count} patterns, {} bytes (+{} WAL)", db.display(), file_size(db, ""), file_size(db, "-wal"));
+        println!(
+            "{}: {count} patterns, {} bytes (+{} WAL)",
+            db.display(),
+            file_size(db, ""),
+            file_size(db, "-wal")
+        );
         println!("embedding model {}", cfg_model(cfg));
         print!("{}", store.report());
     }
@@ -272,7 +279,11 @@ fn check(db: &Path, as_json: bool) -> CliResult {
             db.display(),
             if report.integrity_ok { "ok" } else { "FAILED" },
             report.patterns,
-            if report.problems.is_empty() { "no problems".to_owned() } else { format!("{} problem(s)", report.problems.len()) }
+            if report.problems.is_empty() {
+                "no problems".to_owned()
+            } else {
+                format!("{} problem(s)", report.problems.len())
+            }
         );
         for p in &report.problems {
             println!("  {p}");
@@ -287,7 +298,12 @@ fn check(db: &Path, as_json: bool) -> CliResult {
 fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".into());
     json!({
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -318,7 +334,7 @@ fn load(path: &Path, data: &[Pattern], quiet: bool) -> Result<Duration, patternb
     let started = Instant::now();
     for (i, p) in data.iter().enumerate() {
         store.put(p.clone())?;
-        if i % 4096 == 0 {
+        if i.is_multiple_of(4096) {
             bar.set_position(i as u64);
         }
     }
@@ -375,13 +391,22 @@ type MixResult = Result<(u64, [Histogram<u64>; 3]), patternbank::Error>;
 
 /// Runs the W1 mix on `threads` threads for `duration`; returns operations and per-kind
 /// latency histograms (get, record_outcome, put).
-fn run_mix(store: &Arc<Store>, data: &Arc<Vec<Pattern>>, ids: &Arc<Vec<String>>, threads: usize, seed: u64, duration: Duration, bar: &ProgressBar) -> MixResult {
+fn run_mix(
+    store: &Arc<Store>,
+    data: &Arc<Vec<Pattern>>,
+    ids: &Arc<Vec<String>>,
+    threads: usize,
+    seed: u64,
+    duration: Duration,
+    bar: &ProgressBar,
+) -> MixResult {
     let zipf = Arc::new(Zipf::new(ids.len(), 0.99));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (store, data, ids, zipf, stop) = (Arc::clone(store), Arc::clone(data), Arc::clone(ids), Arc::clone(&zipf), Arc::clone(&stop));
+            let (store, data, ids, zipf, stop) =
+                (Arc::clone(store), Arc::clone(data), Arc::clone(ids), Arc::clone(&zipf), Arc::clone(&stop));
             let seed = seed.wrapping_add(t as u64 * 7919);
             std::thread::spawn(move || -> MixResult {
                 let mut rng = Rng::new(seed);
@@ -421,27 +446,51 @@ fn run_mix(store: &Arc<Store>, data: &Arc<Vec<Pattern>>, ids: &Arc<Vec<String>>,
     let mut ops = 0;
     let mut h = [hist(), hist(), hist()];
     for handle in handles {
-        let (n, hs) = handle.join().map_err(|_| patternbank::Error::new(patternbank::ErrorKind::Closed, "W1 client thread panicked"))??;
+        let (n, hs) = handle.join().map_err(|_| {
+            patternbank::Error::new(patternbank::ErrorKind::Closed, "W1 client thread panicked")
+        })??;
         ops += n;
         for (a, b) in h.iter_mut().zip(hs.iter()) {
-            a.add(b).map_err(|e| patternbank::Error::new(patternbank::ErrorKind::InvalidInput, e.to_string()))?;
+            a.add(b)
+                .map_err(|e| patternbank::Error::new(patternbank::ErrorKind::InvalidInput, e.to_string()))?;
         }
     }
     Ok((ops, h))
 }
 
-fn w1(store: &Arc<Store>, data: &Arc<Vec<Pattern>>, ids: &Arc<Vec<String>>, args: &BenchArgs, quiet: bool) -> Result<Value, Box<dyn std::error::Error>> {
-    let bar_for = |secs: f64, what: &str| if quiet { ProgressBar::hidden() } else { progress((secs * 1000.0) as u64, what) };
+fn w1(
+    store: &Arc<Store>,
+    data: &Arc<Vec<Pattern>>,
+    ids: &Arc<Vec<String>>,
+    args: &BenchArgs,
+    quiet: bool,
+) -> Result<Value, Box<dyn std::error::Error>> {
+    let bar_for = |secs: f64, what: &str| {
+        if quiet {
+            ProgressBar::hidden()
+        } else {
+            progress((secs * 1000.0) as u64, what)
+        }
+    };
     if args.warmup > 0.0 {
         let bar = bar_for(args.warmup, "W1 warm-up (ms)");
-        run_mix(store, data, ids, args.threads, args.seed ^ 0x5EED, Duration::from_secs_f64(args.warmup), &bar)?;
+        run_mix(
+            store,
+            data,
+            ids,
+            args.threads,
+            args.seed ^ 0x5EED,
+            Duration::from_secs_f64(args.warmup),
+            &bar,
+        )?;
         store.flush()?;
         bar.finish_and_clear();
     }
     let before = store.metrics();
     let bar = bar_for(args.seconds, "W1 agent-loop mix (ms)");
     let started = Instant::now();
-    let (ops, h) = run_mix(store, data, ids, args.threads, args.seed, Duration::from_secs_f64(args.seconds), &bar)?;
+    let (ops, h) =
+        run_mix(store, data, ids, args.threads, args.seed, Duration::from_secs_f64(args.seconds), &bar)?;
     let flush_started = Instant::now();
     store.flush()?;
     let flush_ms = flush_started.elapsed().as_secs_f64() * 1e3;
@@ -450,7 +499,9 @@ fn w1(store: &Arc<Store>, data: &Arc<Vec<Pattern>>, ids: &Arc<Vec<String>>, args
     let m = store.metrics();
     let hits = |f: fn(&patternbank::Metrics) -> u64| f(&m) - f(&before);
     let l1 = hits(|m| m.get_hits.l1);
-    let answered = (l1 + hits(|m| m.get_hits.pending) + hits(|m| m.get_hits.sqlite) + hits(|m| m.get_hits.not_found)).max(1) as f64;
+    let answered =
+        (l1 + hits(|m| m.get_hits.pending) + hits(|m| m.get_hits.sqlite) + hits(|m| m.get_hits.not_found))
+            .max(1) as f64;
     Ok(json!({
         "ops": ops,
         "seconds": elapsed,
@@ -475,7 +526,13 @@ fn w1(store: &Arc<Store>, data: &Arc<Vec<Pattern>>, ids: &Arc<Vec<String>>, args
     }))
 }
 
-fn w3(store: &Arc<Store>, ids: &Arc<Vec<String>>, args: &BenchArgs, tmp: &Path, quiet: bool) -> Result<Value, Box<dyn std::error::Error>> {
+fn w3(
+    store: &Arc<Store>,
+    ids: &Arc<Vec<String>>,
+    args: &BenchArgs,
+    tmp: &Path,
+    quiet: bool,
+) -> Result<Value, Box<dyn std::error::Error>> {
     // Puts: N new patterns into a fresh store, then flush; the ceiling loop on the same
     // schema into another fresh store, in the same run.
     let fresh = workload::dataset(args.w3_puts, args.seed ^ 0xF00D)?;
@@ -485,7 +542,7 @@ fn w3(store: &Arc<Store>, ids: &Arc<Vec<String>>, args: &BenchArgs, tmp: &Path, 
     let started = Instant::now();
     for (i, p) in fresh.iter().enumerate() {
         put_store.put(p.clone())?;
-        if i % 4096 == 0 {
+        if i.is_multiple_of(4096) {
             bar.set_position(i as u64);
         }
     }
@@ -551,9 +608,16 @@ fn print_table(v: &Value) {
         );
         for op in ["get", "record_outcome", "put"] {
             let s = &w1[op];
-            println!("  {op:<15} n={:<9} p50 {:>7} ns  p99 {:>8} ns  p99.9 {:>9} ns", s["count"], s["p50_ns"], s["p99_ns"], s["p999_ns"]);
+            println!(
+                "  {op:<15} n={:<9} p50 {:>7} ns  p99 {:>8} ns  p99.9 {:>9} ns",
+                s["count"], s["p50_ns"], s["p99_ns"], s["p999_ns"]
+            );
         }
-        println!("  L1 hit ratio {:.3}; resident memory {:.1} MiB", w1["l1_hit_ratio"].as_f64().unwrap_or(0.0), w1["rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0);
+        println!(
+            "  L1 hit ratio {:.3}; resident memory {:.1} MiB",
+            w1["l1_hit_ratio"].as_f64().unwrap_or(0.0),
+            w1["rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0
+        );
     }
     if let Some(w3) = v.get("w3") {
         println!(
@@ -562,6 +626,9 @@ fn print_table(v: &Value) {
             w3["put_ceiling_rows_per_sec"].as_f64().unwrap_or(0.0),
             w3["put_ratio_to_ceiling"].as_f64().unwrap_or(0.0)
         );
-        println!("W3 outcomes: {:.0} outcomes/s submitted and committed", w3["outcomes_per_sec"].as_f64().unwrap_or(0.0));
+        println!(
+            "W3 outcomes: {:.0} outcomes/s submitted and committed",
+            w3["outcomes_per_sec"].as_f64().unwrap_or(0.0)
+        );
     }
 }

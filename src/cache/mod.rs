@@ -6,8 +6,8 @@
 //! shard lock), and a value handed out is an owned clone (an `Arc`), so eviction never frees
 //! what a reader holds. The lock-free, adaptive L1 replaces the internals behind the same API.
 
-use std::collections::{HashMap, VecDeque};
 use std::borrow::Borrow;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash};
 
 use crate::sync::{AtomicU64, CachePadded, Mutex, MutexGuard, Ordering};
@@ -35,9 +35,11 @@ struct Shard<K, V> {
     weight: u64,
 }
 
+type ShardCell<K, V> = CachePadded<Mutex<Shard<K, V>>>;
+
 /// A concurrent cache bounded by entries and by total weight.
 pub struct Cache<K, V> {
-    shards: Box<[CachePadded<Mutex<Shard<K, V>>>]>,
+    shards: Box<[ShardCell<K, V>]>,
     hasher: foldhash::fast::RandomState,
     shard_capacity_entries: usize,
     shard_capacity_weight: u64,
@@ -147,8 +149,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let mut shard = self.shard(key);
-        let Some((k, slot)) = shard.map.get_key_value(key) else { return false };
-        let Some(new) = f(&slot.value) else { return false };
+        let Some((k, slot)) = shard.map.get_key_value(key) else {
+            return false;
+        };
+        let Some(new) = f(&slot.value) else {
+            return false;
+        };
         let k = k.clone();
         let weight = (self.weigher)(&k, &new);
         self.insert_locked(&mut shard, k, new, weight)
@@ -198,7 +204,9 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         while shard.map.len() + 1 > self.shard_capacity_entries
             || shard.weight + weight > self.shard_capacity_weight
         {
-            let Some(victim) = shard.clock.pop_front() else { break };
+            let Some(victim) = shard.clock.pop_front() else {
+                break;
+            };
             if victim == key {
                 shard.clock.push_back(victim);
                 continue;
@@ -220,7 +228,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         shard.map.insert(key, Slot { value, weight, referenced: false });
         if shard.clock.len() > 2 * shard.map.len() + 16 {
             let Shard { map, clock, .. } = shard;
-            let mut seen = std::collections::HashSet::with_capacity_and_hasher(map.len(), foldhash::fast::RandomState::default());
+            let mut seen = std::collections::HashSet::with_capacity_and_hasher(
+                map.len(),
+                foldhash::fast::RandomState::default(),
+            );
             clock.retain(|k| map.contains_key(k) && seen.insert(k.clone()));
         }
         true

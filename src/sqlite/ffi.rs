@@ -137,7 +137,8 @@ impl Connection {
             }
             return Err(err.err().unwrap_or_else(|| Error::new(ErrorKind::Sqlite, "open failed")));
         }
-        let db = NonNull::new(db).ok_or_else(|| Error::new(ErrorKind::Sqlite, "sqlite returned no handle"))?;
+        let db =
+            NonNull::new(db).ok_or_else(|| Error::new(ErrorKind::Sqlite, "sqlite returned no handle"))?;
         // SAFETY: `db` is a live connection.
         unsafe { sys::sqlite3_extended_result_codes(db.as_ptr(), 1) };
         Ok(Self { raw: Arc::new(RawConnection { db }), slow })
@@ -152,9 +153,8 @@ impl Connection {
         let c_sql = CString::new(sql).map_err(|_| Error::invalid("SQL contains a NUL byte"))?;
         let started = Instant::now();
         // SAFETY: live connection, NUL-terminated SQL, no callback, no error out-pointer.
-        let rc = unsafe {
-            sys::sqlite3_exec(self.db(), c_sql.as_ptr(), None, ptr::null_mut(), ptr::null_mut())
-        };
+        let rc =
+            unsafe { sys::sqlite3_exec(self.db(), c_sql.as_ptr(), None, ptr::null_mut(), ptr::null_mut()) };
         if let Some(slow) = &self.slow {
             slow.observe(sql, started.elapsed());
         }
@@ -186,14 +186,9 @@ impl Connection {
             )
         };
         check(self.db(), rc, sql)?;
-        let stmt = NonNull::new(stmt)
-            .ok_or_else(|| Error::invalid(format!("SQL has no statement: {sql:?}")))?;
-        Ok(Statement {
-            stmt,
-            sql: sql.into(),
-            conn: Arc::clone(&self.raw),
-            slow: self.slow.clone(),
-        })
+        let stmt =
+            NonNull::new(stmt).ok_or_else(|| Error::invalid(format!("SQL has no statement: {sql:?}")))?;
+        Ok(Statement { stmt, sql: sql.into(), conn: Arc::clone(&self.raw), slow: self.slow.clone() })
     }
 
     /// Whether no transaction is open.
@@ -405,14 +400,14 @@ mod tests {
             ins.execute(&[Value::Int(1), Value::Text("x"), Value::Blob(&[1, 2]), Value::Real(0.5)]).unwrap(),
             1
         );
-        let err = ins
-            .execute(&[Value::Int(1), Value::Text("y"), Value::Null, Value::Null])
-            .unwrap_err();
+        let err = ins.execute(&[Value::Int(1), Value::Text("y"), Value::Null, Value::Null]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Sqlite);
         assert!(err.to_string().contains("UNIQUE"), "{err}");
         let mut sel = conn.prepare("SELECT b, c, d FROM t WHERE a = ?1").unwrap();
         let row = sel
-            .query_row(&[Value::Int(1)], |r| Ok((r.text(0).unwrap().to_owned(), r.blob(1).to_vec(), r.f64(2))))
+            .query_row(&[Value::Int(1)], |r| {
+                Ok((r.text(0).unwrap().to_owned(), r.blob(1).to_vec(), r.f64(2)))
+            })
             .unwrap();
         assert_eq!(row, Some(("x".to_owned(), vec![1, 2], 0.5)));
         assert_eq!(sel.query_row(&[Value::Int(2)], |_| Ok(())).unwrap(), None);

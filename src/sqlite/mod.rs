@@ -36,8 +36,11 @@ pub(crate) fn embedding_bytes(e: &[f32]) -> Cow<'_, [u8]> {
 
 /// An embedding from its little-endian bytes.
 pub(crate) fn embedding_from_bytes(b: &[u8]) -> Result<Vec<f32>> {
-    if b.len() % 4 != 0 {
-        return Err(Error::new(ErrorKind::Corrupt, format!("embedding blob of {} bytes is not whole f32s", b.len())));
+    if !b.len().is_multiple_of(4) {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!("embedding blob of {} bytes is not whole f32s", b.len()),
+        ));
     }
     Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }

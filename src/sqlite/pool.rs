@@ -41,7 +41,8 @@ pub(crate) struct ReadPool {
 impl ReadPool {
     /// Opens `cfg.reader_pool_size` connections.
     pub fn open(cfg: &Config, slow: &Arc<SlowLog>) -> Result<Self> {
-        let readers = (0..cfg.reader_pool_size).map(|_| Reader::open(cfg, slow)).collect::<Result<Vec<_>>>()?;
+        let readers =
+            (0..cfg.reader_pool_size).map(|_| Reader::open(cfg, slow)).collect::<Result<Vec<_>>>()?;
         Ok(Self { idle: Mutex::new(readers), available: Condvar::new() })
     }
 

@@ -65,11 +65,15 @@ fn connection_pragmas(conn: &Connection, cfg: &Config) -> Result<()> {
 }
 
 /// Opens the writer connection, creating and checking the file.
-pub(crate) fn open_writer(cfg: &Config, slow: Option<crate::sync::Arc<crate::metrics::SlowLog>>) -> Result<Connection> {
+pub(crate) fn open_writer(
+    cfg: &Config,
+    slow: Option<crate::sync::Arc<crate::metrics::SlowLog>>,
+) -> Result<Connection> {
     let conn = Connection::open(&cfg.path, super::ffi::OpenMode::ReadWriteCreate, slow)?;
     connection_pragmas(&conn, cfg).map_err(foreign)?;
     // The first read of a file that is not SQLite fails here with SQLITE_NOTADB.
-    let tables = conn.query_strings("SELECT name FROM sqlite_schema WHERE type = 'table'").map_err(foreign)?;
+    let tables =
+        conn.query_strings("SELECT name FROM sqlite_schema WHERE type = 'table'").map_err(foreign)?;
     if tables.is_empty() {
         // page_size and auto_vacuum must be set before the first table exists.
         conn.execute_batch(&format!(
@@ -106,7 +110,11 @@ pub(crate) fn open_writer(cfg: &Config, slow: Option<crate::sync::Arc<crate::met
 }
 
 /// Opens a read-only connection on an existing file and checks it is ours.
-pub(crate) fn open_reader(cfg: &Config, slow: Option<crate::sync::Arc<crate::metrics::SlowLog>>, check: bool) -> Result<Connection> {
+pub(crate) fn open_reader(
+    cfg: &Config,
+    slow: Option<crate::sync::Arc<crate::metrics::SlowLog>>,
+    check: bool,
+) -> Result<Connection> {
     if !cfg.path.exists() {
         return Err(Error::new(ErrorKind::Io, format!("{} does not exist", cfg.path.display())));
     }
@@ -130,7 +138,8 @@ fn foreign(e: Error) -> Error {
 /// The file's recorded embedding model and dimension.
 pub(crate) fn read_meta(conn: &Connection) -> Result<std::collections::HashMap<String, String>> {
     let mut stmt = conn.prepare("SELECT key, value FROM meta").map_err(|e| {
-        Error::new(ErrorKind::Incompatible, "a SQLite database, but not a patternbank store (no meta table)").with_source(e)
+        Error::new(ErrorKind::Incompatible, "a SQLite database, but not a patternbank store (no meta table)")
+            .with_source(e)
     })?;
     let mut out = std::collections::HashMap::new();
     stmt.for_each(&[], |row| {
@@ -141,7 +150,8 @@ pub(crate) fn read_meta(conn: &Connection) -> Result<std::collections::HashMap<S
 }
 
 fn check_meta(conn: &Connection, cfg: &Config) -> Result<()> {
-    let tables = conn.query_strings("SELECT name FROM sqlite_schema WHERE type = 'table'").map_err(foreign)?;
+    let tables =
+        conn.query_strings("SELECT name FROM sqlite_schema WHERE type = 'table'").map_err(foreign)?;
     if !tables.iter().any(|t| t == "meta") {
         return Err(Error::new(
             ErrorKind::Incompatible,
@@ -159,7 +169,8 @@ fn check_meta(conn: &Connection, cfg: &Config) -> Result<()> {
             format!("schema version {} is not the supported {SCHEMA_VERSION}", get("schema_version")),
         ));
     }
-    if get("embedding_model") != cfg.embedding_model || get("embedding_dim") != cfg.embedding_dim.to_string() {
+    if get("embedding_model") != cfg.embedding_model || get("embedding_dim") != cfg.embedding_dim.to_string()
+    {
         return Err(Error::new(
             ErrorKind::Incompatible,
             format!(
@@ -180,9 +191,13 @@ pub(crate) fn peek_meta(path: &std::path::Path) -> Result<(String, usize)> {
         return Err(Error::new(ErrorKind::Io, format!("{} does not exist", path.display())));
     }
     let conn = Connection::open(path, super::ffi::OpenMode::ReadOnly, None)?;
-    let tables = conn.query_strings("SELECT name FROM sqlite_schema WHERE type = 'table'").map_err(foreign)?;
+    let tables =
+        conn.query_strings("SELECT name FROM sqlite_schema WHERE type = 'table'").map_err(foreign)?;
     if !tables.iter().any(|t| t == "meta") {
-        return Err(Error::new(ErrorKind::Incompatible, format!("{} is not a patternbank store", path.display())));
+        return Err(Error::new(
+            ErrorKind::Incompatible,
+            format!("{} is not a patternbank store", path.display()),
+        ));
     }
     let meta = read_meta(&conn)?;
     let model = meta.get("embedding_model").cloned().unwrap_or_default();

@@ -210,7 +210,8 @@ impl Writer {
                 }
                 None => {
                     let lanes = &self.shared.lanes;
-                    if self.rx.puts.len() < lanes.batch_puts && self.rx.outcomes.len() < lanes.batch_outcomes {
+                    if self.rx.puts.len() < lanes.batch_puts && self.rx.outcomes.len() < lanes.batch_outcomes
+                    {
                         // Take what is left too: it is due (or close to it) and costs little.
                         if self.rx.puts.is_empty() && self.rx.outcomes.is_empty() {
                             return;
@@ -384,7 +385,10 @@ impl Writer {
                     max_seq = max_seq.max(*last);
                     if missing.peek() == Some(&i) {
                         missing.next();
-                        let err = Error::new(ErrorKind::WriteFailed, format!("record_outcome: no pattern with id {id:?}"));
+                        let err = Error::new(
+                            ErrorKind::WriteFailed,
+                            format!("record_outcome: no pattern with id {id:?}"),
+                        );
                         for _ in 0..*count {
                             sh.record_failure("record_outcome", id, *last, &err);
                         }
@@ -427,7 +431,11 @@ fn _assert_send() {
 /// calling thread, `per_txn` rows per transaction, no queue and no writer thread. Creates the
 /// store at `cfg.path` if needed. Returns the time from the first `BEGIN` to the last
 /// `COMMIT`. (`per_txn = 1` is the unbatched floor: one transaction per row.)
-pub(crate) fn raw_put_loop(cfg: &crate::Config, patterns: &[crate::Pattern], per_txn: usize) -> Result<Duration> {
+pub(crate) fn raw_put_loop(
+    cfg: &crate::Config,
+    patterns: &[crate::Pattern],
+    per_txn: usize,
+) -> Result<Duration> {
     let conn = super::schema::open_writer(cfg, None)?;
     let mut begin = conn.prepare("BEGIN IMMEDIATE")?;
     let mut commit = conn.prepare("COMMIT")?;
