@@ -11,7 +11,7 @@
 //! Model: hawkw/sharded-slab `src/sync.rs`, tokio `src/loom/`.
 
 pub use std::sync::Arc;
-pub use std::sync::{Condvar, Mutex, MutexGuard};
+pub use std::sync::{Condvar, Mutex, MutexGuard, Once};
 
 pub use crossbeam_utils::CachePadded;
 

@@ -6,7 +6,6 @@
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -400,62 +399,61 @@ fn run_mix(
     duration: Duration,
     bar: &ProgressBar,
 ) -> MixResult {
-    let zipf = Arc::new(Zipf::new(ids.len(), 0.99));
-    let stop = Arc::new(AtomicBool::new(false));
+    let zipf = Zipf::new(ids.len(), 0.99);
     let started = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let (store, data, ids, zipf, stop) =
-                (Arc::clone(store), Arc::clone(data), Arc::clone(ids), Arc::clone(&zipf), Arc::clone(&stop));
-            let seed = seed.wrapping_add(t as u64 * 7919);
-            std::thread::spawn(move || -> MixResult {
-                let mut rng = Rng::new(seed);
-                let mut h = [hist(), hist(), hist()];
-                let mut ops = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    for _ in 0..256 {
-                        let r = zipf.sample(&mut rng);
-                        let dice = rng.below(100);
-                        let t0 = Instant::now();
-                        let kind = if dice < 90 {
-                            std::hint::black_box(store.get(&ids[r])?);
-                            0
-                        } else if dice < 98 {
-                            let o = if rng.below(4) == 0 { Outcome::Failure } else { Outcome::Success };
-                            store.record_outcome(&ids[r], o)?;
-                            1
-                        } else {
-                            let mut p = data[r].clone();
-                            p.confidence = rng.next_f64();
-                            store.put(p)?;
-                            2
-                        };
-                        let _ = h[kind].record(t0.elapsed().as_nanos() as u64);
-                        ops += 1;
+    let deadline = started + duration;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (store, data, ids, zipf) = (&**store, &**data, &**ids, &zipf);
+                let seed = seed.wrapping_add(t as u64 * 7919);
+                scope.spawn(move || -> MixResult {
+                    let mut rng = Rng::new(seed);
+                    let mut h = [hist(), hist(), hist()];
+                    let mut ops = 0u64;
+                    while Instant::now() < deadline {
+                        for _ in 0..256 {
+                            let r = zipf.sample(&mut rng);
+                            let dice = rng.below(100);
+                            let t0 = Instant::now();
+                            let kind = if dice < 90 {
+                                std::hint::black_box(store.get(&ids[r])?);
+                                0
+                            } else if dice < 98 {
+                                let o = if rng.below(4) == 0 { Outcome::Failure } else { Outcome::Success };
+                                store.record_outcome(&ids[r], o)?;
+                                1
+                            } else {
+                                let mut p = data[r].clone();
+                                p.confidence = rng.next_f64();
+                                store.put(p)?;
+                                2
+                            };
+                            let _ = h[kind].record(t0.elapsed().as_nanos() as u64);
+                            ops += 1;
+                        }
                     }
-                }
-                Ok((ops, h))
+                    Ok((ops, h))
+                })
             })
-        })
-        .collect();
-    while started.elapsed() < duration {
-        std::thread::sleep(Duration::from_millis(50));
-        bar.set_position(started.elapsed().as_millis() as u64);
-    }
-    stop.store(true, Ordering::Relaxed);
-    let mut ops = 0;
-    let mut h = [hist(), hist(), hist()];
-    for handle in handles {
-        let (n, hs) = handle.join().map_err(|_| {
-            patternbank::Error::new(patternbank::ErrorKind::Closed, "W1 client thread panicked")
-        })??;
-        ops += n;
-        for (a, b) in h.iter_mut().zip(hs.iter()) {
-            a.add(b)
-                .map_err(|e| patternbank::Error::new(patternbank::ErrorKind::InvalidInput, e.to_string()))?;
+            .collect();
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            bar.set_position(started.elapsed().as_millis() as u64);
         }
-    }
-    Ok((ops, h))
+        let mut ops = 0;
+        let mut h = [hist(), hist(), hist()];
+        for handle in handles {
+            let (n, hs) = handle
+                .join()
+                .map_err(|_| patternbank::Error::new(patternbank::ErrorKind::Closed, "W1 client thread panicked"))??;
+            ops += n;
+            for (a, b) in h.iter_mut().zip(hs.iter()) {
+                a.add(b).map_err(|e| patternbank::Error::new(patternbank::ErrorKind::InvalidInput, e.to_string()))?;
+            }
+        }
+        Ok((ops, h))
+    })
 }
 
 fn w1(
@@ -558,26 +556,29 @@ fn w3(
 
     // Outcomes: Zipf(0.99) over the W1 store's ids from `threads` producers, then flush.
     let per_thread = args.w3_outcomes / args.threads.max(1);
-    let zipf = Arc::new(Zipf::new(ids.len(), 0.99));
+    let zipf = Zipf::new(ids.len(), 0.99);
     let before = store.metrics().writer.committed_outcomes;
     let started = Instant::now();
-    let handles: Vec<_> = (0..args.threads.max(1))
-        .map(|t| {
-            let (store, ids, zipf) = (Arc::clone(store), Arc::clone(ids), Arc::clone(&zipf));
-            let seed = args.seed ^ (0xABCD + t as u64);
-            std::thread::spawn(move || -> Result<(), patternbank::Error> {
-                let mut rng = Rng::new(seed);
-                for _ in 0..per_thread {
-                    let o = if rng.below(4) == 0 { Outcome::Failure } else { Outcome::Success };
-                    store.record_outcome(&ids[zipf.sample(&mut rng)], o)?;
-                }
-                Ok(())
+    std::thread::scope(|scope| -> Result<(), patternbank::Error> {
+        let handles: Vec<_> = (0..args.threads.max(1))
+            .map(|t| {
+                let (store, ids, zipf) = (&**store, &**ids, &zipf);
+                let seed = args.seed ^ (0xABCD + t as u64);
+                scope.spawn(move || -> Result<(), patternbank::Error> {
+                    let mut rng = Rng::new(seed);
+                    for _ in 0..per_thread {
+                        let o = if rng.below(4) == 0 { Outcome::Failure } else { Outcome::Success };
+                        store.record_outcome(&ids[zipf.sample(&mut rng)], o)?;
+                    }
+                    Ok(())
+                })
             })
-        })
-        .collect();
-    for h in handles {
-        h.join().map_err(|_| "W3 producer panicked")??;
-    }
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| patternbank::Error::new(patternbank::ErrorKind::Closed, "W3 producer panicked"))??;
+        }
+        Ok(())
+    })?;
     store.flush()?;
     let outcome_secs = started.elapsed().as_secs_f64();
     let outcomes_committed = store.metrics().writer.committed_outcomes - before;

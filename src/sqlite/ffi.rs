@@ -100,7 +100,7 @@ fn check(db: *mut sys::sqlite3, rc: c_int, context: &str) -> Result<()> {
 /// mutex, which serialises all reader threads: measured as futex waits under `pcache1Alloc`
 /// in the W1 profile.
 fn configure_process() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
+    static ONCE: crate::sync::Once = crate::sync::Once::new();
     ONCE.call_once(|| {
         // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int. sqlite3_config may only be called
         // before SQLite initialises; if the process already initialised it (another library
