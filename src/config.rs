@@ -73,12 +73,12 @@ impl Config {
             batch_interval: Duration::from_millis(50),
             // Under a backlog one transaction takes up to this many queued operations, so
             // outcomes coalesce further and the commit cost is shared by more rows.
-            max_txn_ops: 32_768,
+            max_txn_ops: 131_072,
             // Rings sized to absorb a batch interval of bursts without blocking callers:
             // 8,192 puts (≈ 20 MiB of patterns in flight at most) and 65,536 outcomes
             // (1.5 MiB); both rounded up to a power of two.
             put_queue_capacity: 8192,
-            outcome_queue_capacity: 65_536,
+            outcome_queue_capacity: 262_144,
             // A caller blocked on a full ring gives up after this and gets `QueueFull`.
             enqueue_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Normal,

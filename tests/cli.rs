@@ -21,8 +21,9 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 fn import_export_get_check_stats_round_trip() {
     let (dir, db) = common::temp_db();
     let input = dir.path().join("in.jsonl");
-    let patterns: Vec<patternbank::Pattern> =
-        (0..50).map(|i| common::pattern(&format!("cli-{i:03}"), 8).with_confidence(i as f64 / 50.0)).collect();
+    let patterns: Vec<patternbank::Pattern> = (0..50)
+        .map(|i| common::pattern(&format!("cli-{i:03}"), 8).with_confidence(i as f64 / 50.0))
+        .collect();
     let lines: Vec<String> = patterns.iter().map(|p| serde_json::to_string(p).unwrap()).collect();
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
 
@@ -96,7 +97,11 @@ fn bench_json_reports_every_figure() {
         ("w3", "put_ceiling_rows_per_sec"),
         ("w3", "outcomes_per_sec"),
     ] {
-        assert!(v[workload][figure].as_f64().is_some_and(|x| x > 0.0), "{workload}.{figure}: {}", v[workload]);
+        assert!(
+            v[workload][figure].as_f64().is_some_and(|x| x > 0.0),
+            "{workload}.{figure}: {}",
+            v[workload]
+        );
     }
     assert_eq!(v["w3"]["puts_committed"], 1000, "every W3 put committed");
     assert_eq!(v["w3"]["outcomes_committed"], 20000, "every W3 outcome committed");

@@ -444,12 +444,14 @@ fn run_mix(
         let mut ops = 0;
         let mut h = [hist(), hist(), hist()];
         for handle in handles {
-            let (n, hs) = handle
-                .join()
-                .map_err(|_| patternbank::Error::new(patternbank::ErrorKind::Closed, "W1 client thread panicked"))??;
+            let (n, hs) = handle.join().map_err(|_| {
+                patternbank::Error::new(patternbank::ErrorKind::Closed, "W1 client thread panicked")
+            })??;
             ops += n;
             for (a, b) in h.iter_mut().zip(hs.iter()) {
-                a.add(b).map_err(|e| patternbank::Error::new(patternbank::ErrorKind::InvalidInput, e.to_string()))?;
+                a.add(b).map_err(|e| {
+                    patternbank::Error::new(patternbank::ErrorKind::InvalidInput, e.to_string())
+                })?;
             }
         }
         Ok((ops, h))
@@ -575,13 +577,16 @@ fn w3(
             })
             .collect();
         for h in handles {
-            h.join().map_err(|_| patternbank::Error::new(patternbank::ErrorKind::Closed, "W3 producer panicked"))??;
+            h.join().map_err(|_| {
+                patternbank::Error::new(patternbank::ErrorKind::Closed, "W3 producer panicked")
+            })??;
         }
         Ok(())
     })?;
     store.flush()?;
     let outcome_secs = started.elapsed().as_secs_f64();
-    let outcomes_committed = store.metrics().writer.committed_outcomes - before;
+    let m = store.metrics();
+    let outcomes_committed = m.writer.committed_outcomes - before;
     Ok(json!({
         "puts": fresh.len(),
         "puts_committed": committed,
@@ -591,6 +596,9 @@ fn w3(
         "outcomes": per_thread * args.threads.max(1),
         "outcomes_committed": outcomes_committed,
         "outcomes_per_sec": outcomes_committed as f64 / outcome_secs,
+        "writer_batch_ops_p50": m.writer.batch_size.p50,
+        "writer_commit_p50_ns": m.writer.commit_ns.p50,
+        "writer_coalesced_updates": m.writer.coalesced_updates,
     }))
 }
 

@@ -147,12 +147,17 @@ impl Lanes {
         }
     }
 
-    /// Wakes the writer if it sleeps and `depth` reached a batch.
+    /// Wakes the writer if it sleeps and `depth` reached a batch. Only the producer that
+    /// flips the sleeping flag pays for the wake-up: the others see it cleared and go on,
+    /// so a backlog never turns every push into a syscall.
     #[inline]
     fn wake_if_batch(&self, depth: usize, batch: usize) {
         // SeqCst: pairs with the SeqCst store in `writer_parking`, so either the writer
         // sees our item when it rechecks the rings, or we see it sleeping and wake it.
-        if depth >= batch && self.writer_sleeping.load(Ordering::SeqCst) {
+        if depth >= batch
+            && self.writer_sleeping.load(Ordering::Relaxed)
+            && self.writer_sleeping.swap(false, Ordering::SeqCst)
+        {
             self.wake_writer();
         }
     }
