@@ -155,9 +155,25 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         let Some(new) = f(&slot.value) else {
             return false;
         };
-        let k = k.clone();
-        let weight = (self.weigher)(&k, &new);
-        self.insert_locked(&mut shard, k, new, weight)
+        let (weight, old_weight) = ((self.weigher)(k, &new), slot.weight);
+        if weight > old_weight && shard.weight - old_weight + weight > self.shard_capacity_weight {
+            // Heavier and no room: the general path evicts first.
+            let k = k.clone();
+            return self.insert_locked(&mut shard, k, new, weight);
+        }
+        // Same key, fits: swap the value in place (no key clone, no rehash, no eviction).
+        let old = match shard.map.get_mut(key) {
+            Some(slot) => {
+                slot.weight = weight;
+                std::mem::replace(&mut slot.value, new)
+            }
+            None => return false,
+        };
+        shard.weight = shard.weight - old_weight + weight;
+        drop(shard);
+        // The old value is dropped outside the shard lock.
+        drop(old);
+        true
     }
 
     /// Removes `key` when `pred(&value)` holds; returns whether it removed.
