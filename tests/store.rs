@@ -480,3 +480,36 @@ fn stress_mixed_operations_match_a_single_threaded_model() {
     }
     assert!(reopened.check().unwrap().problems.is_empty());
 }
+
+/// Outcomes committed in several batches while the pattern sits in the L1 are folded into
+/// the cached copy on the next read, in order, exactly once.
+#[test]
+fn cached_pattern_folds_outcomes_of_several_batches_once() {
+    let (_dir, path) = temp_db();
+    let store = small(&path).learning_rate(0.3).open().unwrap();
+    store.put(pattern("hot", 8)).unwrap();
+    store.flush().unwrap();
+    assert!(store.get("hot").unwrap().is_some());
+    let mut c = 0.5;
+    for batch in [
+        [Outcome::Success, Outcome::Failure],
+        [Outcome::Failure, Outcome::Failure],
+        [Outcome::Success, Outcome::Success],
+    ] {
+        for o in batch {
+            store.record_outcome("hot", o).unwrap();
+            c = eta_step(c, o, 0.3);
+        }
+        store.flush().unwrap();
+    }
+    let hits_before = store.metrics().get_hits.l1;
+    for _ in 0..3 {
+        let p = store.get("hot").unwrap().unwrap();
+        assert!((p.confidence - c).abs() < 1e-12, "{} vs {c}", p.confidence);
+        assert_eq!((p.usage_count, p.success_count, p.failure_count), (6, 3, 3));
+    }
+    assert_eq!(store.metrics().get_hits.l1 - hits_before, 3, "served by the L1, not SQLite");
+    drop(store);
+    let p = small(&path).open().unwrap().get("hot").unwrap().unwrap();
+    assert!((p.confidence - c).abs() < 1e-12, "SQLite agrees");
+}
