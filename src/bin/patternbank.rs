@@ -354,6 +354,17 @@ fn bench(args: BenchArgs) -> CliResult {
     out.insert("patterns".into(), json!(args.patterns));
     out.insert("threads".into(), json!(args.threads));
     out.insert("seed".into(), json!(args.seed));
+    let shared = workload::shared_dir();
+    out.insert(
+        "dataset".into(),
+        json!({
+            "texts": if shared.is_some() { "shared/data/corpus.jsonl" } else { "synthetic (shared/ not found)" },
+            "embeddings": match (&shared, args.patterns <= 20_000) {
+                (Some(_), true) => "shared/data/embeddings/base.npy",
+                _ => "synthetic: 256 Gaussian clusters, normalised, seeded",
+            },
+        }),
+    );
 
     eprintln!("generating D({}) (seed {}) …", args.patterns, args.seed);
     let data = Arc::new(workload::dataset(args.patterns, args.seed)?);
@@ -623,6 +634,7 @@ fn print_table(v: &Value) {
     let m = &v["machine"];
     println!("machine: {} cores, {}", m["cores"], m["cpu_model"].as_str().unwrap_or("?"));
     println!("dataset: D({}), seed {}, {} threads", v["patterns"], v["seed"], v["threads"]);
+    println!("  texts: {}; embeddings: {}", v["dataset"]["texts"], v["dataset"]["embeddings"]);
     println!("open existing store: {:.1} ms", v["open"]["existing_ms"].as_f64().unwrap_or(0.0));
     if let Some(w1) = v.get("w1") {
         println!(
