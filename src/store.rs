@@ -525,7 +525,7 @@ impl Store {
     }
 
     /// Like [`Store::put`] but never waits: a full ring hands the pattern back at once as
-    /// `TryError::Full`.
+    /// `TryError::Full`, having changed nothing. Lock-free; allocates the shared `Arc`.
     // The pattern comes back by value on purpose: boxing it would allocate on the path that
     // exists to avoid waiting.
     #[allow(clippy::result_large_err)]
@@ -588,6 +588,7 @@ impl Store {
     }
 
     /// Like [`Store::record_outcome`] but never waits: a full ring hands the outcome back.
+    /// Lock-free; does not allocate for ids of up to 30 bytes.
     pub fn try_record_outcome(&self, id: &str, outcome: Outcome) -> Result<(), TryError<Outcome>> {
         let op = self.outcome_op(id, outcome).map_err(TryError::Rejected)?;
         let lanes = &self.shared.lanes;
@@ -652,7 +653,8 @@ impl Store {
         }
     }
 
-    /// The patterns `ids`, in order; `None` where an id does not exist.
+    /// The patterns `ids`, in order; `None` where an id does not exist. All ids are checked
+    /// before any is read. Allocates the result vector; each id costs what `get` costs.
     pub fn get_many(&self, ids: &[&str]) -> Result<Vec<Option<Arc<Pattern>>>> {
         for id in ids {
             self.validate_id(id)?;
@@ -745,12 +747,15 @@ impl Store {
         Ok(())
     }
 
-    /// Writes that could not be committed, oldest first (the last 1024).
+    /// Writes that could not be committed, oldest first (the last 1024). Takes a short lock;
+    /// allocates the copy.
     pub fn failed_writes(&self) -> Vec<FailedWrite> {
         self.shared.failures.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 
-    /// A snapshot of the metrics. Reading them changes nothing.
+    /// A snapshot of the metrics. Reading them changes nothing (invariant 7). Sums striped
+    /// counters and takes each L1 shard lock briefly; allocates the snapshot. Meant for
+    /// reporting, not for every call of a hot loop.
     pub fn metrics(&self) -> Metrics {
         let sh = &self.shared;
         let mut m = Metrics::default();
@@ -785,12 +790,14 @@ impl Store {
         self.cfg()
     }
 
-    /// Committed patterns (a `count(*)`: linear in the store's size).
+    /// Committed patterns (a `count(*)`: linear in the store's size). Blocks on a pooled
+    /// read connection.
     pub fn count(&self) -> Result<u64> {
         self.pool.with(|r| r.conn().query_i64("SELECT count(*) FROM stats")).map(|n| n as u64)
     }
 
-    /// Calls `f` with every committed pattern, in insertion order.
+    /// Calls `f` with every committed pattern, in insertion order, from one read transaction
+    /// (a consistent snapshot). Holds a pooled read connection for the whole walk.
     pub fn for_each_pattern(&self, mut f: impl FnMut(Pattern) -> Result<()>) -> Result<()> {
         self.pool.with(|r| {
             let sql = format!(
@@ -835,8 +842,9 @@ impl Store {
         })
     }
 
-    /// Flushes, stops the writer, checkpoints the WAL and closes. Reports what `flush`
-    /// reports, and any failure to stop cleanly.
+    /// Flushes, stops the writer, checkpoints the WAL and closes. Blocks until the writer
+    /// has stopped. Reports what `flush` reports, and any failure to stop cleanly; `Drop`
+    /// does the same but can only ignore errors.
     pub fn close(self) -> Result<()> {
         self.shutdown()
     }

@@ -326,10 +326,16 @@ fn summary(h: &Histogram<u64>) -> Value {
     })
 }
 
-/// Loads D(N) into `path` through the Store (put + flush), with progress.
-fn load(path: &Path, data: &[Pattern], quiet: bool) -> Result<Duration, patternbank::Error> {
+/// Puts `data` into a new store at `path`, then flushes, with progress; returns the time
+/// from the first put to the end of the flush and the rows committed.
+fn put_all(
+    path: &Path,
+    data: &[Pattern],
+    what: &str,
+    quiet: bool,
+) -> Result<(Duration, u64), patternbank::Error> {
     let store = Config::new(path).open()?;
-    let bar = if quiet { ProgressBar::hidden() } else { progress(data.len() as u64, "loading D(N)") };
+    let bar = if quiet { ProgressBar::hidden() } else { progress(data.len() as u64, what) };
     let started = Instant::now();
     for (i, p) in data.iter().enumerate() {
         store.put(p.clone())?;
@@ -339,9 +345,10 @@ fn load(path: &Path, data: &[Pattern], quiet: bool) -> Result<Duration, patternb
     }
     store.flush()?;
     let took = started.elapsed();
-    store.close()?;
     bar.finish_and_clear();
-    Ok(took)
+    let committed = store.count()?;
+    store.close()?;
+    Ok((took, committed))
 }
 
 fn bench(args: BenchArgs) -> CliResult {
@@ -370,7 +377,7 @@ fn bench(args: BenchArgs) -> CliResult {
     let data = Arc::new(workload::dataset(args.patterns, args.seed)?);
     let ids: Arc<Vec<String>> = Arc::new(data.iter().map(|p| p.id.clone()).collect());
     if !db.exists() {
-        let took = load(&db, &data, quiet)?;
+        let (took, _) = put_all(&db, &data, "loading D(N)", quiet)?;
         out.insert("load".into(), json!({ "rows_per_sec": data.len() as f64 / took.as_secs_f64() }));
     }
     // Open time of an existing store of N patterns (the W1 store, cold L1).
@@ -558,21 +565,8 @@ fn w3_puts(args: &BenchArgs, tmp: &Path, quiet: bool) -> Result<Value, Box<dyn s
     // Puts: N new patterns into a fresh store, then flush; the ceiling loop on the same
     // schema into another fresh store, in the same run.
     let fresh = workload::dataset(args.w3_puts, args.seed ^ 0xF00D)?;
-    let put_db = tmp.join("w3-put.db");
-    let put_store = Config::new(&put_db).open()?;
-    let bar = if quiet { ProgressBar::hidden() } else { progress(fresh.len() as u64, "W3 puts") };
-    let started = Instant::now();
-    for (i, p) in fresh.iter().enumerate() {
-        put_store.put(p.clone())?;
-        if i.is_multiple_of(4096) {
-            bar.set_position(i as u64);
-        }
-    }
-    put_store.flush()?;
-    let put_secs = started.elapsed().as_secs_f64();
-    bar.finish_and_clear();
-    let committed = put_store.count()?;
-    put_store.close()?;
+    let (put_time, committed) = put_all(&tmp.join("w3-put.db"), &fresh, "W3 puts", quiet)?;
+    let put_secs = put_time.as_secs_f64();
     let ceiling_db = tmp.join("w3-ceiling.db");
     let ceiling = patternbank::__bench::raw_put_loop(&Config::new(&ceiling_db), &fresh, 1000)?;
     let put_rate = committed as f64 / put_secs;
