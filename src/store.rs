@@ -630,20 +630,29 @@ impl Store {
 
     fn get_uncounted(&self, id: &str) -> Result<Option<Arc<Pattern>>> {
         let (tier, m) = (&self.shared.tier, &self.shared.metrics);
-        if let Some(p) = tier.cached(id) {
-            m.hits_l1.incr();
-            return Ok(Some(p));
-        }
-        let ticket = tier.ticket(id);
-        if let Some(p) = tier.pending(id) {
-            m.hits_pending.incr();
-            return Ok(Some(p));
-        }
+        // A read-only store may have a writer in another process, and nothing tells it when
+        // its copies go stale: it reads SQLite every time and caches nothing.
+        let ticket = if self.read_only {
+            None
+        } else {
+            if let Some(p) = tier.cached(id) {
+                m.hits_l1.incr();
+                return Ok(Some(p));
+            }
+            let ticket = tier.ticket(id);
+            if let Some(p) = tier.pending(id) {
+                m.hits_pending.incr();
+                return Ok(Some(p));
+            }
+            Some(ticket)
+        };
         match self.pool.with(|r| r.get(id))? {
             Some(p) => {
                 m.hits_sqlite.incr();
                 let p = Arc::new(p);
-                tier.fill(&p, ticket);
+                if let Some(ticket) = ticket {
+                    tier.fill(&p, ticket);
+                }
                 Ok(Some(p))
             }
             None => {

@@ -513,3 +513,48 @@ fn cached_pattern_folds_outcomes_of_several_batches_once() {
     let p = small(&path).open().unwrap().get("hot").unwrap().unwrap();
     assert!((p.confidence - c).abs() < 1e-12, "SQLite agrees");
 }
+
+/// A read-only store beside a writer sees the writer's commits: it caches nothing it could
+/// not invalidate.
+#[test]
+fn read_only_store_sees_the_writers_later_commits() {
+    let (_dir, path) = temp_db();
+    let writer = small(&path).open().unwrap();
+    writer.put(pattern("shared", 8)).unwrap();
+    writer.flush().unwrap();
+    let reader = small(&path).read_only(true).open().unwrap();
+    assert_eq!(reader.get("shared").unwrap().unwrap().confidence, 0.5);
+    writer.put(pattern("shared", 8).with_confidence(0.9)).unwrap();
+    writer.record_outcome("shared", Outcome::Success).unwrap();
+    writer.flush().unwrap();
+    let p = reader.get("shared").unwrap().unwrap();
+    assert!((p.confidence - 0.91).abs() < 1e-12, "{}", p.confidence);
+    assert_eq!(p.usage_count, 1);
+    assert_eq!(reader.metrics().l1.entries, 0);
+    assert_eq!(reader.flush().map_err(|e| e.kind()), Ok(()), "flush on a read-only store is a no-op");
+}
+
+/// When no transaction can start (another process holds the database past the busy
+/// timeout), every write of the batch is reported at once, without bisecting; the store
+/// recovers when the database is free again.
+#[test]
+fn a_database_locked_elsewhere_fails_the_batch_visibly_and_recovers() {
+    let (_dir, path) = temp_db();
+    let store = small(&path).busy_timeout(Duration::from_millis(50)).open().unwrap();
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for i in 0..10 {
+        store.put(pattern(&format!("b{i}"), 8)).unwrap();
+    }
+    let err = store.flush().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WriteFailed, "{err}");
+    let failed = store.failed_writes();
+    assert_eq!(failed.len(), 10);
+    assert!(failed.iter().all(|f| f.op == "put" && f.error.contains("locked")), "{failed:?}");
+    assert_eq!(store.metrics().writer.batch_retries, 0, "nothing to bisect");
+    assert_eq!(store.get("b3").unwrap(), None, "failed puts are withdrawn");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    store.put(pattern("after", 8)).unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.count().unwrap(), 1);
+}

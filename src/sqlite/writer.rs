@@ -59,6 +59,14 @@ fn upsert(upsert_pattern: &mut Statement, upsert_stats: &mut Statement, p: &crat
     Ok(())
 }
 
+/// Why a transaction failed.
+enum Failure {
+    /// It could not start: no write is to blame.
+    Begin(Error),
+    /// A statement or the commit failed: one of the writes may be to blame.
+    Write(Error),
+}
+
 /// One unit of a batch: what bisection isolates.
 enum Unit {
     Put(PutOp),
@@ -291,14 +299,12 @@ impl Writer {
         while let Some(units) = stack.pop() {
             match self.commit(&units) {
                 Ok(missing) => self.publish(units, missing),
-                Err(e) if units.len() == 1 => {
-                    let (op, id, seq) = units[0].describe();
-                    self.shared.record_failure(op, id, seq, &e);
-                    if let Unit::Put(p) = &units[0] {
-                        self.shared.tier.withdraw_put(&p.pattern.id, p.seq);
-                    }
-                }
-                Err(_) => {
+                // No transaction could be started (another process holds the database past
+                // the busy timeout, an I/O error): no write is to blame, so halving would
+                // only repeat the wait. Report every write of the batch.
+                Err(Failure::Begin(e)) => self.fail_all(&units, &e),
+                Err(Failure::Write(e)) if units.len() == 1 => self.fail_all(&units, &e),
+                Err(Failure::Write(_)) => {
                     self.shared.metrics.batch_retries.incr();
                     let mut first = units;
                     let second = first.split_off(first.len() / 2);
@@ -310,10 +316,27 @@ impl Writer {
         }
     }
 
+    fn fail_all(&self, units: &[Unit], error: &Error) {
+        for unit in units {
+            let (op, id, seq) = unit.describe();
+            match unit {
+                Unit::Put(p) => {
+                    self.shared.record_failure(op, id, seq, error);
+                    self.shared.tier.withdraw_put(&p.pattern.id, p.seq);
+                }
+                Unit::Outcomes { count, .. } => {
+                    for _ in 0..*count {
+                        self.shared.record_failure(op, id, seq, error);
+                    }
+                }
+            }
+        }
+    }
+
     /// One transaction. Returns the indexes of outcome units whose id did not exist.
-    fn commit(&mut self, units: &[Unit]) -> Result<Vec<usize>> {
+    fn commit(&mut self, units: &[Unit]) -> Result<Vec<usize>, Failure> {
         let started = Instant::now();
-        self.stmts.begin.execute(&[])?;
+        self.begin().map_err(Failure::Begin)?;
         let mut missing = Vec::new();
         let applied = (|| {
             for (i, unit) in units.iter().enumerate() {
@@ -330,13 +353,29 @@ impl Writer {
             }
             // The epoch may be odd if COMMIT itself failed: close it.
             self.end_commit_if_open();
-            return Err(e);
+            return Err(Failure::Write(e));
         }
         let m = &self.shared.metrics;
         m.commit_ns.record_duration(started.elapsed());
         m.batches.incr();
         m.batch_ops.record(units.len() as u64);
         Ok(missing)
+    }
+
+    /// `BEGIN IMMEDIATE`, retried a few times: SQLite's busy handler already waited up to
+    /// `busy_timeout` on each try.
+    fn begin(&mut self) -> Result<()> {
+        let mut tries = 0;
+        loop {
+            match self.stmts.begin.execute(&[]) {
+                Ok(_) => return Ok(()),
+                Err(e) if tries < 2 && e.kind() == ErrorKind::Locked => {
+                    tries += 1;
+                    thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn end_commit_if_open(&self) {
@@ -389,9 +428,7 @@ impl Writer {
                             ErrorKind::WriteFailed,
                             format!("record_outcome: no pattern with id {id:?}"),
                         );
-                        for _ in 0..*count {
-                            sh.record_failure("record_outcome", id, *last, &err);
-                        }
+                        self.fail_all(std::slice::from_ref(unit), &err);
                         continue;
                     }
                     sh.tier.outcomes_committed(id, sum, *min_seq, *last);
