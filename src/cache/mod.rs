@@ -233,9 +233,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
                     shard.clock.push_back(victim);
                 }
                 Some(_) => {
-                    let slot = shard.map.remove(&victim).expect("present");
-                    shard.weight -= slot.weight;
-                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                    if let Some(slot) = shard.map.remove(&victim) {
+                        shard.weight -= slot.weight;
+                        self.evictions.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 None => {} // removed earlier: a stale clock entry
             }

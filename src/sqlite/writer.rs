@@ -458,12 +458,6 @@ impl Writer {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send>() {}
-    is_send::<Writer>();
-}
-
 /// The ceiling for W3 puts: the same schema and statements driven by a plain loop on the
 /// calling thread, `per_txn` rows per transaction, no queue and no writer thread. Creates the
 /// store at `cfg.path` if needed. Returns the time from the first `BEGIN` to the last
