@@ -54,6 +54,7 @@ mod queue;
 mod sqlite;
 mod store;
 mod sync;
+pub mod trace;
 pub mod workload;
 
 pub use config::{Config, Synchronous};

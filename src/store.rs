@@ -121,7 +121,8 @@ impl Tier {
                 cfg.l1_capacity_bytes as u64,
                 Policy::default(),
                 |_, c: &Cached| c.pattern.weight_bytes() as u64,
-            ),
+            )
+            .with_lazy_promotion(),
             overlay: (0..shards)
                 .map(|_| {
                     CachePadded::new(OverlayShard {

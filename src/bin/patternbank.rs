@@ -1,7 +1,8 @@
 //! `patternbank`: the library driven from the shell.
 //!
 //! `bench` runs the standard workloads of DESIGN.md (W1, W3) on an embedded default store;
-//! `import`/`export` move patterns as JSON lines; `get`, `stats`, `check` inspect a store.
+//! `import`/`export` move patterns as JSON lines; `get`, `stats`, `check` inspect a store;
+//! `hitratio` replays a recorded cache trace through the L1's policies and an exact LRU.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use patternbank::trace::{self, ExactLru, TraceFormat};
 use patternbank::workload::{self, Rng, Zipf};
 use patternbank::{Config, Outcome, Pattern, Store};
 use serde_json::{json, Value};
@@ -71,6 +73,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay a cache trace (shared/traces) through L1 policies and an exact LRU; print hit
+    /// ratios in percent.
+    Hitratio(HitratioArgs),
     /// `PRAGMA integrity_check` plus the store's own consistency checks; exit 1 on problems.
     Check {
         #[arg(long)]
@@ -114,6 +119,25 @@ struct BenchArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+struct HitratioArgs {
+    /// The trace file (`.gz`, `.zst`, `.xz` or uncompressed).
+    #[arg(long)]
+    trace: PathBuf,
+    /// How the decompressed file encodes keys: lirs, arc, i32 or i64 (shared/traces/README.md).
+    #[arg(long)]
+    format: TraceFormat,
+    /// Cache capacity in entries (every key weighs 1).
+    #[arg(long)]
+    capacity: usize,
+    /// L1 policies to replay, comma-separated: lru, lfu, adaptive.
+    #[arg(long, value_delimiter = ',', default_value = "adaptive")]
+    policy: Vec<String>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -124,6 +148,7 @@ fn main() -> ExitCode {
         Command::Search { db, query, k } => search(&db, &query, k),
         Command::Stats { db, json } => stats(&db, json),
         Command::Check { db, json } => check(&db, json),
+        Command::Hitratio(args) => hitratio(args),
     };
     match result {
         Ok(code) => code,
@@ -289,6 +314,83 @@ fn check(db: &Path, as_json: bool) -> CliResult {
         }
     }
     Ok(if report.problems.is_empty() && report.integrity_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+// ---------------------------------------------------------------------------------------
+// hitratio
+
+fn hitratio(args: HitratioArgs) -> CliResult {
+    let mut policies = Vec::new();
+    for name in &args.policy {
+        let name = name.trim().to_ascii_lowercase();
+        let policy = trace::parse_policy(&name).ok_or_else(|| {
+            let known: Vec<&str> =
+                trace::POLICY_NAMES.iter().copied().filter(|n| trace::parse_policy(n).is_some()).collect();
+            format!("unknown or unavailable policy {name:?} (this build has: {})", known.join(", "))
+        })?;
+        if !policies.iter().any(|(n, _)| *n == name) {
+            policies.push((name, policy));
+        }
+    }
+    let quiet = args.json && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let started = Instant::now();
+    let keys = trace::read_trace(&args.trace, args.format)?;
+    let read_s = started.elapsed().as_secs_f64();
+    let requests = keys.len() as u64;
+    let long = keys.len() >= 1 << 20 && !quiet;
+
+    let mut ratios = serde_json::Map::new();
+    let mut rows: Vec<(String, f64, usize, f64)> = Vec::new();
+    let mut max_len = 0usize;
+    for (name, policy) in &policies {
+        let bar = if long { progress(requests, name) } else { ProgressBar::hidden() };
+        let started = Instant::now();
+        let r = trace::replay(&keys, args.capacity, *policy, |n| bar.set_position(n))?;
+        bar.finish_and_clear();
+        max_len = max_len.max(r.max_len);
+        ratios.insert(name.clone(), json!(r.hit_percent()));
+        rows.push((name.clone(), r.hit_percent(), r.max_len, started.elapsed().as_secs_f64()));
+    }
+    let bar = if long { progress(requests, "lru_exact") } else { ProgressBar::hidden() };
+    let started = Instant::now();
+    let mut lru = ExactLru::new(args.capacity);
+    let mut lru_max = 0;
+    for (i, &k) in keys.iter().enumerate() {
+        if !lru.access(k) {
+            lru_max = lru_max.max(lru.len());
+        }
+        if i.is_multiple_of(1 << 16) {
+            bar.set_position(i as u64);
+        }
+    }
+    bar.finish_and_clear();
+    ratios.insert("lru_exact".into(), json!(lru.hit_percent()));
+    rows.push(("lru_exact".into(), lru.hit_percent(), lru_max, started.elapsed().as_secs_f64()));
+    max_len = max_len.max(lru_max);
+
+    if args.json {
+        let out = json!({
+            "trace": args.trace.display().to_string(),
+            "format": args.format.name(),
+            "requests": requests,
+            "capacity": args.capacity,
+            "max_len": max_len,
+            "hit_ratio": ratios,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{} ({}): {requests} requests, capacity {} (read in {read_s:.2} s)",
+            args.trace.display(),
+            args.format,
+            args.capacity
+        );
+        println!("{:<12} {:>8} {:>9} {:>8}", "policy", "hit %", "max_len", "time s");
+        for (name, hit, len, secs) in rows {
+            println!("{name:<12} {hit:>8.2} {len:>9} {secs:>8.2}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 // ---------------------------------------------------------------------------------------
