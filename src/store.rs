@@ -119,7 +119,8 @@ impl Tier {
             l1: Cache::with_weigher(
                 cfg.l1_capacity_entries,
                 cfg.l1_capacity_bytes as u64,
-                Policy::default(),
+                // Cheapest reads while the L1's reads take a lock (see `Policy::Clock`).
+                Policy::Clock,
                 |_, c: &Cached| c.pattern.weight_bytes() as u64,
             )
             .with_lazy_promotion(),

@@ -405,7 +405,7 @@ impl std::fmt::Debug for ExactLru {
 // Replaying a trace through a Cache
 
 /// The policy names a replay accepts, in the order tools list them.
-pub const POLICY_NAMES: &[&str] = &["lru", "lfu", "adaptive"];
+pub const POLICY_NAMES: &[&str] = &["lru", "lfu", "adaptive", "clock"];
 
 /// The [`Policy`] called `name` (one of [`POLICY_NAMES`]).
 pub fn parse_policy(name: &str) -> Option<Policy> {
@@ -413,6 +413,7 @@ pub fn parse_policy(name: &str) -> Option<Policy> {
         "lru" => Some(Policy::Lru),
         "lfu" => Some(Policy::Lfu),
         "adaptive" => Some(Policy::Adaptive),
+        "clock" => Some(Policy::Clock),
         _ => None,
     }
 }
@@ -664,7 +665,7 @@ mod tests {
         assert!(r.max_len <= 1000);
         assert_eq!(last, 10_000);
         assert_eq!(parse_policy("adaptive"), Some(Policy::Adaptive));
-        assert_eq!(parse_policy("clock"), None);
+        assert_eq!(parse_policy("clock"), Some(Policy::Clock));
         assert_eq!(parse_policy("nope"), None);
     }
 }

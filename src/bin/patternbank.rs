@@ -130,7 +130,7 @@ struct HitratioArgs {
     /// Cache capacity in entries (every key weighs 1).
     #[arg(long)]
     capacity: usize,
-    /// L1 policies to replay, comma-separated: lru, lfu, adaptive.
+    /// L1 policies to replay, comma-separated: lru, lfu, adaptive, clock.
     #[arg(long, value_delimiter = ',', default_value = "adaptive")]
     policy: Vec<String>,
     /// Print one JSON object instead of a table.

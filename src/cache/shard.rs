@@ -36,6 +36,8 @@ struct Node<K, V> {
     prev: u32,
     next: u32,
     region: Region,
+    /// CLOCK's reference bit: read since the hand last passed.
+    referenced: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -148,6 +150,8 @@ pub(crate) struct Shard<K, V> {
     tick: u64,
     /// See `touch`.
     pub lazy_promotion: bool,
+    /// `Policy::Clock`: reads set a bit instead of reordering.
+    clock: bool,
     pub evictions: u64,
 }
 
@@ -163,7 +167,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
         .max(16);
         let (window_max, sketch, climber) = match policy {
-            Policy::Lru => (capacity_weight, None, None),
+            Policy::Lru | Policy::Clock => (capacity_weight, None, None),
             Policy::Lfu => ((capacity_weight / 100).max(1), Some(Sketch::new(expected)), None),
             Policy::Adaptive => (
                 (capacity_weight / 100).max(1),
@@ -185,6 +189,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             climber,
             tick: 0,
             lazy_promotion: false,
+            clock: policy == Policy::Clock,
             evictions: 0,
         }
     }
@@ -309,6 +314,12 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             self.resize_window(amount);
         }
         let i = found?;
+        if self.clock {
+            // CLOCK: a read only sets the reference bit; the list is reordered at eviction.
+            let n = self.node_mut(i);
+            n.referenced = true;
+            return Some(&self.node(i).value);
+        }
         self.tick += 1;
         match self.node(i).region {
             Region::Window => self.touch(i, Region::Window),
@@ -383,8 +394,17 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             return false;
         }
         let map_key = key.clone();
-        let node =
-            Node { key, value, weight, hash, stamp: self.tick, prev: NIL, next: NIL, region: Region::Window };
+        let node = Node {
+            key,
+            value,
+            weight,
+            hash,
+            stamp: self.tick,
+            prev: NIL,
+            next: NIL,
+            region: Region::Window,
+            referenced: false,
+        };
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(node);
@@ -498,6 +518,11 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 .map(|r| self.lists[*r as usize].tail)
                 .find(|&t| t != NIL);
             match victim {
+                Some(v) if self.clock && self.node(v).referenced => {
+                    // Second chance: clear the bit and send it round again.
+                    self.node_mut(v).referenced = false;
+                    self.move_to(v, Region::Window);
+                }
                 Some(v) => self.evict(v, evicted),
                 None => break,
             }
