@@ -26,9 +26,16 @@ enum Region {
     Protected = 2,
 }
 
-struct Node<K, V> {
-    key: K,
+/// A map entry: the value lives here, so a CLOCK read touches one cache line region.
+struct Entry<V> {
+    index: u32,
+    /// CLOCK's reference bit: read since the hand last passed.
+    referenced: bool,
     value: V,
+}
+
+struct Node<K> {
+    key: K,
     weight: u64,
     hash: u64,
     /// The shard's access tick when the node last moved to the head of its list.
@@ -36,8 +43,6 @@ struct Node<K, V> {
     prev: u32,
     next: u32,
     region: Region,
-    /// CLOCK's reference bit: read since the hand last passed.
-    referenced: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -137,8 +142,8 @@ impl Climber {
 }
 
 pub(crate) struct Shard<K, V> {
-    map: HashMap<K, u32, foldhash::fast::RandomState>,
-    slots: Vec<Option<Node<K, V>>>,
+    map: HashMap<K, Entry<V>, foldhash::fast::RandomState>,
+    slots: Vec<Option<Node<K>>>,
     free: Vec<u32>,
     lists: [List; 3],
     capacity_weight: u64,
@@ -202,11 +207,11 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         self.lists.iter().map(|l| l.weight).sum()
     }
 
-    fn node(&self, i: u32) -> &Node<K, V> {
+    fn node(&self, i: u32) -> &Node<K> {
         self.slots[i as usize].as_ref().expect("linked slot is occupied")
     }
 
-    fn node_mut(&mut self, i: u32) -> &mut Node<K, V> {
+    fn node_mut(&mut self, i: u32) -> &mut Node<K> {
         self.slots[i as usize].as_mut().expect("linked slot is occupied")
     }
 
@@ -306,20 +311,21 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        if self.clock {
+            // CLOCK: a read only sets the entry's reference bit; the list is reordered at
+            // eviction, so the slab is not touched.
+            let entry = self.map.get_mut(key)?;
+            entry.referenced = true;
+            return Some(&entry.value);
+        }
         if let Some(s) = self.sketch.as_mut() {
             s.increment(hash);
         }
-        let found = self.map.get(key).copied();
+        let found = self.map.get(key).map(|e| e.index);
         if let Some(amount) = self.climber.as_mut().and_then(|c| c.record(found.is_some())) {
             self.resize_window(amount);
         }
         let i = found?;
-        if self.clock {
-            // CLOCK: a read only sets the reference bit; the list is reordered at eviction.
-            let n = self.node_mut(i);
-            n.referenced = true;
-            return Some(&self.node(i).value);
-        }
         self.tick += 1;
         match self.node(i).region {
             Region::Window => self.touch(i, Region::Window),
@@ -329,7 +335,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             }
             Region::Protected => self.touch(i, Region::Protected),
         }
-        Some(&self.node(i).value)
+        self.map.get(key).map(|e| &e.value)
     }
 
     /// The value for `key` without recording an access.
@@ -338,7 +344,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.map.get(key).map(|&i| &self.node(i).value)
+        self.map.get(key).map(|e| &e.value)
     }
 
     /// The stored key for `key` (to clone it) and its value.
@@ -347,10 +353,15 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.map.get(key).map(|&i| {
-            let n = self.node(i);
-            (&n.key, &n.value)
-        })
+        self.map.get_key_value(key).map(|(k, e)| (k, &e.value))
+    }
+
+    /// Sets the weight of the entry at slab index `i`, keeping its list's total right.
+    fn reweigh(&mut self, i: u32, weight: u64) {
+        let region = self.node(i).region;
+        let old_weight = self.node(i).weight;
+        self.lists[region as usize].weight = self.lists[region as usize].weight - old_weight + weight;
+        self.node_mut(i).weight = weight;
     }
 
     /// Replaces the value of a present key in place; returns the old value.
@@ -359,13 +370,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let i = *self.map.get(key)?;
-        let region = self.node(i).region;
-        let old_weight = self.node(i).weight;
-        self.lists[region as usize].weight = self.lists[region as usize].weight - old_weight + weight;
-        let n = self.node_mut(i);
-        n.weight = weight;
-        let old = std::mem::replace(&mut n.value, value);
+        let entry = self.map.get_mut(key)?;
+        let i = entry.index;
+        let old = std::mem::replace(&mut entry.value, value);
+        self.reweigh(i, weight);
         self.enforce_bounds();
         Some(old)
     }
@@ -374,19 +382,16 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// shard. Evicted values are handed to `evicted` so the caller can drop them after
     /// releasing its lock.
     pub fn insert(&mut self, key: K, value: V, weight: u64, hash: u64, evicted: &mut Vec<V>) -> bool {
-        if let Some(&i) = self.map.get(&key) {
+        if let Some(entry) = self.map.get_mut(&key) {
+            let i = entry.index;
             if weight > self.capacity_weight {
                 if let Some(v) = self.remove_index(i) {
                     evicted.push(v);
                 }
                 return false;
             }
-            let region = self.node(i).region;
-            let old_weight = self.node(i).weight;
-            self.lists[region as usize].weight = self.lists[region as usize].weight - old_weight + weight;
-            let n = self.node_mut(i);
-            n.weight = weight;
-            evicted.push(std::mem::replace(&mut n.value, value));
+            evicted.push(std::mem::replace(&mut entry.value, value));
+            self.reweigh(i, weight);
             self.enforce_bounds_into(evicted);
             return true;
         }
@@ -394,17 +399,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             return false;
         }
         let map_key = key.clone();
-        let node = Node {
-            key,
-            value,
-            weight,
-            hash,
-            stamp: self.tick,
-            prev: NIL,
-            next: NIL,
-            region: Region::Window,
-            referenced: false,
-        };
+        let node = Node { key, weight, hash, stamp: self.tick, prev: NIL, next: NIL, region: Region::Window };
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(node);
@@ -415,7 +410,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.map.insert(map_key, i);
+        self.map.insert(map_key, Entry { index: i, referenced: false, value });
         self.push_head(i, Region::Window);
         self.enforce_bounds_into(evicted);
         true
@@ -427,16 +422,21 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let i = *self.map.get(key)?;
+        let i = self.map.get(key)?.index;
         self.remove_index(i)
     }
 
     fn remove_index(&mut self, i: u32) -> Option<V> {
         self.unlink(i);
         let node = self.slots[i as usize].take()?;
-        self.map.remove(&node.key);
         self.free.push(i);
-        Some(node.value)
+        self.map.remove(&node.key).map(|e| e.value)
+    }
+
+    /// CLOCK's second chance: clears and reports the reference bit of slab entry `i`.
+    fn take_reference(&mut self, i: u32) -> bool {
+        let Some(node) = self.slots[i as usize].as_ref() else { return false };
+        self.map.get_mut(&node.key).is_some_and(|e| std::mem::take(&mut e.referenced))
     }
 
     fn evict(&mut self, i: u32, evicted: &mut Vec<V>) {
@@ -518,9 +518,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 .map(|r| self.lists[*r as usize].tail)
                 .find(|&t| t != NIL);
             match victim {
-                Some(v) if self.clock && self.node(v).referenced => {
-                    // Second chance: clear the bit and send it round again.
-                    self.node_mut(v).referenced = false;
+                Some(v) if self.clock && self.take_reference(v) => {
+                    // Second chance: the bit is cleared; send it round again.
                     self.move_to(v, Region::Window);
                 }
                 Some(v) => self.evict(v, evicted),
