@@ -122,8 +122,7 @@ impl Tier {
                 // Cheapest reads while the L1's reads take a lock (see `Policy::Clock`).
                 Policy::Clock,
                 |_, c: &Cached| c.pattern.weight_bytes() as u64,
-            )
-            .with_lazy_promotion(),
+            ),
             overlay: (0..shards)
                 .map(|_| {
                     CachePadded::new(OverlayShard {

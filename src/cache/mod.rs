@@ -101,8 +101,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
 
     /// Reorders recency lists lazily: a hit on an entry already in the hottest eighth of its
     /// list does not move it. Cheaper reads (no cache misses on list neighbours) for an LRU
-    /// order that is exact only up to that slack; the Store's L1 uses it. Hit ratios in
-    /// the docs and tests are measured without it.
+    /// order that is exact only up to that slack (within 1 point of exact LRU on a Zipf
+    /// workload, tested). Hit ratios in the docs and tests are measured without it.
     pub fn with_lazy_promotion(self) -> Self {
         for shard in self.shards.iter() {
             shard.lock().unwrap_or_else(|e| e.into_inner()).lazy_promotion = true;
@@ -244,8 +244,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use std::collections::VecDeque;
-
     use super::*;
     use crate::workload::{Rng, Zipf};
 
@@ -279,22 +277,6 @@ mod tests {
         }
     }
 
-    /// A plain exact LRU to hold `Policy::Lru` to.
-    fn reference_lru_hits(keys: &[u64], capacity: usize) -> u64 {
-        let mut order: VecDeque<u64> = VecDeque::new();
-        let mut hits = 0;
-        for &k in keys {
-            if let Some(pos) = order.iter().position(|&x| x == k) {
-                order.remove(pos);
-                hits += 1;
-            } else if order.len() == capacity {
-                order.pop_back();
-            }
-            order.push_front(k);
-        }
-        hits
-    }
-
     #[test]
     fn lru_is_exact() {
         let mut rng = Rng::new(3);
@@ -309,7 +291,9 @@ mod tests {
                 c.insert(k, ());
             }
         }
-        assert_eq!(hits, reference_lru_hits(&keys, 300));
+        let mut reference = crate::trace::ExactLru::new(300);
+        let expected = keys.iter().filter(|&&k| reference.access(k)).count();
+        assert_eq!(hits, expected);
     }
 
     /// A hot set used again and again survives a long one-time scan under the frequency
