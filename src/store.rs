@@ -44,7 +44,7 @@ use crate::metrics::{self, Metrics, Registry, SlowLog};
 use crate::pattern::{Hit, Outcome, OutcomeSum, Pattern};
 use crate::queue::{Control, EnqueueError, Lanes, OutcomeOp, PutOp, SmallId};
 use crate::sqlite::{self, ReadPool};
-use crate::sync::{thread, Arc, AtomicBool, AtomicU64, CachePadded, Condvar, Mutex, Ordering};
+use crate::sync::{thread, Arc, AtomicU64, CachePadded, Condvar, Mutex, Ordering};
 
 /// A write that could not be committed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,9 +63,18 @@ pub struct FailedWrite {
 const FAILED_KEPT: usize = 1024;
 
 struct OverlayShard {
-    pending: Mutex<HashMap<Box<str>, Arc<Pattern>, foldhash::fast::RandomState>>,
+    pending: Mutex<Pending>,
     /// Bumped by every put or failed-put clean-up of this shard (see module docs).
     generation: AtomicU64,
+}
+
+type Pending = HashMap<Box<str>, Arc<Pattern>, foldhash::fast::RandomState>;
+
+/// Removes the overlay entry of `id` if it is still the put `seq` (a newer put stays).
+fn remove_pending(pending: &mut Pending, id: &str, seq: u64) {
+    if pending.get(id).is_some_and(|p| p.version == seq) {
+        pending.remove(id);
+    }
 }
 
 /// A miss's view of the counters, taken before it reads SQLite.
@@ -155,9 +164,7 @@ impl Tier {
     pub fn withdraw_put(&self, id: &str, seq: u64) {
         let shard = self.shard(id);
         let mut pending = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if pending.get(id).is_some_and(|p| p.version == seq) {
-            pending.remove(id);
-        }
+        remove_pending(&mut pending, id, seq);
         self.l1.remove_if(id, |c| c.pattern.version == seq);
         // Release: as in `insert_put`.
         shard.generation.fetch_add(1, Ordering::Release);
@@ -166,10 +173,7 @@ impl Tier {
     /// The writer committed the put `seq`: SQLite serves it from now on.
     pub fn put_committed(&self, id: &str, seq: u64) {
         let shard = self.shard(id);
-        let mut pending = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if pending.get(id).is_some_and(|p| p.version == seq) {
-            pending.remove(id);
-        }
+        remove_pending(&mut shard.pending.lock().unwrap_or_else(|e| e.into_inner()), id, seq);
     }
 
     /// The writer committed outcomes `min_seq..=max_seq` of `id`: update a cached copy that
@@ -274,8 +278,6 @@ pub(crate) struct Shared {
     /// Failures not yet reported by a `flush`.
     pub unreported_failures: AtomicU64,
     pub flush: FlushState,
-    /// Set when the writer thread has stopped (cleanly or not).
-    pub writer_stopped: AtomicBool,
     pub committed_seq: AtomicU64,
 }
 
@@ -397,7 +399,6 @@ impl Store {
             failures: Mutex::new(VecDeque::new()),
             unreported_failures: AtomicU64::new(0),
             flush: FlushState { acked: Mutex::new(0), cv: Condvar::new(), next_ticket: AtomicU64::new(1) },
-            writer_stopped: AtomicBool::new(false),
             committed_seq: AtomicU64::new(0),
         });
         let writer = match writer_conn {
@@ -507,11 +508,11 @@ impl Store {
     pub fn put(&self, pattern: Pattern) -> Result<()> {
         let timed = metrics::sample_latency().then(Instant::now);
         let op = self.stage_put(pattern)?;
-        let (id_seq, lanes) = ((op.seq, Arc::clone(&op.pattern)), &self.shared.lanes);
+        let lanes = &self.shared.lanes;
         match lanes.push_blocking(&lanes.puts, lanes.batch_puts, op) {
             Ok(()) => {}
             Err(e) => {
-                self.shared.tier.withdraw_put(&id_seq.1.id, id_seq.0);
+                self.withdraw(&e);
                 if matches!(e, EnqueueError::Full(_)) {
                     self.shared.metrics.enqueue_timeouts.incr();
                 }
@@ -525,6 +526,12 @@ impl Store {
         Ok(())
     }
 
+    /// Takes back from the read path a put that was not enqueued.
+    fn withdraw(&self, e: &EnqueueError<PutOp>) {
+        let (EnqueueError::Full(op) | EnqueueError::Closed(op)) = e;
+        self.shared.tier.withdraw_put(&op.pattern.id, op.seq);
+    }
+
     /// Like [`Store::put`] but never waits: a full ring hands the pattern back at once as
     /// `TryError::Full`, having changed nothing. Lock-free; allocates the shared `Arc`.
     // The pattern comes back by value on purpose: boxing it would allocate on the path that
@@ -533,22 +540,21 @@ impl Store {
     pub fn try_put(&self, pattern: Pattern) -> Result<(), TryError<Pattern>> {
         let op = self.stage_put(pattern).map_err(TryError::Rejected)?;
         let lanes = &self.shared.lanes;
-        // Acquire: see `Lanes::push_blocking`.
-        if lanes.closed.load(Ordering::Acquire) {
-            self.shared.tier.withdraw_put(&op.pattern.id, op.seq);
-            return Err(TryError::Rejected(Error::new(ErrorKind::Closed, "put: the store is closed")));
-        }
         match lanes.try_push(&lanes.puts, lanes.batch_puts, op) {
             Ok(()) => {
                 self.shared.metrics.puts.incr();
                 Ok(())
             }
-            Err(op) => {
+            Err(EnqueueError::Full(op)) => {
                 self.shared.tier.withdraw_put(&op.pattern.id, op.seq);
                 self.shared.metrics.try_full.incr();
                 let mut p = Arc::unwrap_or_clone(op.pattern);
                 p.version = 0;
                 Err(TryError::Full(p))
+            }
+            Err(closed) => {
+                self.withdraw(&closed);
+                Err(TryError::Rejected(closed.into_error("put", lanes.enqueue_timeout)))
             }
         }
     }
@@ -593,21 +599,17 @@ impl Store {
     pub fn try_record_outcome(&self, id: &str, outcome: Outcome) -> Result<(), TryError<Outcome>> {
         let op = self.outcome_op(id, outcome).map_err(TryError::Rejected)?;
         let lanes = &self.shared.lanes;
-        // Acquire: see `Lanes::push_blocking`.
-        if lanes.closed.load(Ordering::Acquire) {
-            return Err(TryError::Rejected(Error::new(
-                ErrorKind::Closed,
-                "record_outcome: the store is closed",
-            )));
-        }
         match lanes.try_push(&lanes.outcomes, lanes.batch_outcomes, op) {
             Ok(()) => {
                 self.shared.metrics.outcomes.incr();
                 Ok(())
             }
-            Err(op) => {
+            Err(EnqueueError::Full(op)) => {
                 self.shared.metrics.try_full.incr();
                 Err(TryError::Full(op.outcome))
+            }
+            Err(closed) => {
+                Err(TryError::Rejected(closed.into_error("record_outcome", lanes.enqueue_timeout)))
             }
         }
     }
@@ -741,7 +743,7 @@ impl Store {
         let mut acked = sh.flush.acked.lock().unwrap_or_else(|e| e.into_inner());
         while *acked < ticket {
             // Acquire: pairs with the Release store when the writer stops.
-            if sh.writer_stopped.load(Ordering::Acquire) {
+            if sh.lanes.closed.load(Ordering::Acquire) {
                 return Err(Error::new(
                     ErrorKind::Closed,
                     "the store's writer stopped before the flush completed",

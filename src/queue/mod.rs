@@ -93,9 +93,10 @@ pub(crate) struct Receivers {
 
 /// Why a blocking enqueue failed; carries the item back.
 pub(crate) enum EnqueueError<T> {
-    /// Still full after `enqueue_timeout`.
+    /// Full (still full after `enqueue_timeout`, for a blocking push).
     Full(T),
-    Closed,
+    /// The writer has stopped; the item is handed back.
+    Closed(T),
 }
 
 impl Lanes {
@@ -168,24 +169,25 @@ impl Lanes {
         self.writer_sleeping.store(sleeping, Ordering::SeqCst);
     }
 
-    /// Enqueues without waiting; hands the item back if its ring is full.
+    /// Enqueues without waiting: hands the item back if its ring is full, and refuses it if
+    /// the writer has stopped.
     #[inline]
-    pub fn try_push<T>(&self, ring: &Producer<T>, batch: usize, item: T) -> Result<(), T> {
-        ring.push(item)?;
+    pub fn try_push<T>(&self, ring: &Producer<T>, batch: usize, item: T) -> Result<(), EnqueueError<T>> {
+        // Acquire: pairs with the Release store when the writer stops, so a closed store is
+        // seen before we queue (or wait) on a ring that nobody drains.
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EnqueueError::Closed(item));
+        }
+        ring.push(item).map_err(EnqueueError::Full)?;
         self.wake_if_batch(ring.len(), batch);
         Ok(())
     }
 
     /// Enqueues, waiting up to `enqueue_timeout` for room.
     pub fn push_blocking<T>(&self, ring: &Producer<T>, batch: usize, item: T) -> Result<(), EnqueueError<T>> {
-        // Acquire: pairs with the Release store when the writer stops, so a closed store is
-        // seen before we wait on a ring that nobody drains.
-        if self.closed.load(Ordering::Acquire) {
-            return Err(EnqueueError::Closed);
-        }
         let mut item = match self.try_push(ring, batch, item) {
-            Ok(()) => return Ok(()),
-            Err(back) => back,
+            Err(EnqueueError::Full(back)) => back,
+            done => return done,
         };
         let deadline = Instant::now() + self.enqueue_timeout;
         // Relaxed: the count only decides whether the writer bothers to notify; a missed
@@ -202,7 +204,7 @@ impl Lanes {
             drop(self.space_cv.wait_timeout(guard, wait).unwrap_or_else(|e| e.into_inner()));
             // Acquire: as above.
             if self.closed.load(Ordering::Acquire) {
-                break Err(EnqueueError::Closed);
+                break Err(EnqueueError::Closed(item));
             }
             match ring.push(item) {
                 Ok(()) => break Ok(()),
@@ -231,7 +233,7 @@ impl<T> EnqueueError<T> {
                 ErrorKind::QueueFull,
                 format!("{what}: the write queue stayed full for {timeout:?}; nothing was enqueued"),
             ),
-            EnqueueError::Closed => Error::new(ErrorKind::Closed, format!("{what}: the store is closed")),
+            EnqueueError::Closed(_) => Error::new(ErrorKind::Closed, format!("{what}: the store is closed")),
         }
     }
 }

@@ -112,7 +112,6 @@ struct StopGuard(Arc<Shared>);
 impl Drop for StopGuard {
     fn drop(&mut self) {
         // Release: pairs with the Acquire loads in `flush`/`push_blocking`.
-        self.0.writer_stopped.store(true, Ordering::Release);
         self.0.lanes.closed.store(true, Ordering::Release);
         self.0.lanes.notify_space();
         let _guard = self.0.flush.acked.lock().unwrap_or_else(|e| e.into_inner());
