@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::sync::{AtomicU64, CachePadded, Mutex, Ordering};
 
-const STRIPES: usize = 16;
+pub(crate) const STRIPES: usize = 16;
 
 /// The stripe of the calling thread: the address of a thread-local, hashed.
 #[inline]
-fn stripe() -> usize {
+pub(crate) fn stripe() -> usize {
     thread_local! { static MARK: u8 = const { 0 }; }
     MARK.with(|m| {
         let addr = m as *const u8 as usize;

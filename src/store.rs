@@ -128,7 +128,7 @@ impl Tier {
             l1: Cache::with_weigher(
                 cfg.l1_capacity_entries,
                 cfg.l1_capacity_bytes as u64,
-                // Cheapest reads while the L1's reads take a lock (see `Policy::Clock`).
+                // Reads take no lock, so the adaptive policy costs them no more than CLOCK.
                 Policy::Clock,
                 |_, c: &Cached| c.pattern.weight_bytes() as u64,
             ),

@@ -17,7 +17,7 @@ pub use crossbeam_utils::CachePadded;
 
 #[cfg(all(loom, feature = "loom"))]
 mod imp {
-    pub use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
     /// Loom's cell already has the closure-based API we use.
     pub use loom::cell::UnsafeCell;
@@ -31,7 +31,7 @@ mod imp {
 
 #[cfg(not(all(loom, feature = "loom")))]
 mod imp {
-    pub use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
     /// `std::cell::UnsafeCell` with loom's closure-based API, so code is written once.
     #[derive(Debug)]

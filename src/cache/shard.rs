@@ -1,6 +1,7 @@
-//! One shard's eviction policy, single-threaded (the caller holds the shard's lock).
+//! One shard: a lock-free table for reads (`table.rs`) and, under a `Mutex`, the eviction
+//! policy that writes drive.
 //!
-//! Entries live in a slab and sit on one of three intrusive LRU lists:
+//! Entries sit on one of three intrusive LRU lists, linked by table slot:
 //!
 //! - **window**: where new entries start, an LRU;
 //! - **probation** and **protected**: the main space, a segmented LRU (protected gets 80 %).
@@ -10,14 +11,33 @@
 //! with a window as large as the shard (an exact LRU); `Lfu` uses a fixed 1 % window;
 //! `Adaptive` moves the window between 0 % and 100 % by hill climbing on the hit rate sampled
 //! every `sample` requests: keep going while the hit rate improves, turn around when it drops.
+//!
+//! **Reads take no lock.** A read finds its node in the table and records the access in its
+//! thread's stripe of the shard's read buffer (one relaxed store and a `Release` bump of the
+//! stripe's tail: lines no other thread writes, unless more threads than stripes share one).
+//! The next write, or the reader that fills a stripe (with `try_lock`, never waiting), drains
+//! the buffer into the policy in order. A single thread therefore drives the policy exactly
+//! as if every read had taken the lock; under contention an access can be dropped when a
+//! stripe is full and its shard busy (the policy is then approximate, never the bound).
+//! `Clock` needs no buffer: a read sets the node's reference bit.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
+use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
+
+use super::table::{Expiry, Node, Table, REFERENCED, REGION_MASK};
 use super::Policy;
+use crate::sync::{AtomicU32, AtomicU64, AtomicUsize, CachePadded, Mutex, MutexGuard, Ordering};
 
-const NIL: u32 = u32::MAX;
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// The 32 bits of a key's hash that its shard's table uses: the high ones (the shard index
+/// comes from bits 7 and up).
+#[inline]
+pub(super) fn table_hash(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Region {
@@ -26,23 +46,14 @@ enum Region {
     Protected = 2,
 }
 
-/// A map entry: the value lives here, so a CLOCK read touches one cache line region.
-struct Entry<V> {
-    index: u32,
-    /// CLOCK's reference bit: read since the hand last passed.
-    referenced: bool,
-    value: V,
-}
-
-struct Node<K> {
-    key: K,
-    weight: u64,
-    hash: u64,
-    /// The shard's access tick when the node last moved to the head of its list.
-    stamp: u64,
-    prev: u32,
-    next: u32,
-    region: Region,
+impl Region {
+    fn of(meta: u32) -> Self {
+        match meta & REGION_MASK {
+            0 => Region::Window,
+            1 => Region::Probation,
+            _ => Region::Protected,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -141,27 +152,87 @@ impl Climber {
     }
 }
 
-pub(crate) struct Shard<K, V> {
-    map: HashMap<K, Entry<V>, foldhash::fast::RandomState>,
-    slots: Vec<Option<Node<K>>>,
-    free: Vec<u32>,
+/// Events a stripe holds before its reader tries to drain the shard.
+const STRIPE_EVENTS: usize = 32;
+/// An access event is two words: the key's full hash (the sketch's input) and `slot + 1` of
+/// a hit, or `MISS`.
+const MISS: u64 = 0;
+
+/// One thread's (or a few threads') slice of a shard's read buffer.
+struct Stripe {
+    /// Written by readers (`Release`): events below it are written.
+    tail: AtomicU32,
+    /// Written by the drainer under the shard lock.
+    head: AtomicU32,
+    hashes: [AtomicU64; STRIPE_EVENTS],
+    slots: [AtomicU32; STRIPE_EVENTS],
+}
+
+impl Stripe {
+    fn new() -> Self {
+        Self {
+            tail: AtomicU32::new(0),
+            head: AtomicU32::new(0),
+            hashes: std::array::from_fn(|_| AtomicU64::new(0)),
+            slots: std::array::from_fn(|_| AtomicU32::new(0)),
+        }
+    }
+}
+
+/// The policy state, under the shard lock.
+struct State {
     lists: [List; 3],
     capacity_weight: u64,
     capacity_entries: usize,
     window_max: u64,
     sketch: Option<Sketch>,
     climber: Option<Climber>,
-    /// Hits so far: the clock of lazy promotion.
-    tick: u64,
-    /// See `touch`.
-    pub lazy_promotion: bool,
-    /// `Policy::Clock`: reads set a bit instead of reordering.
     clock: bool,
-    pub evictions: u64,
+    /// Nodes linked in the lists.
+    live: usize,
+    /// Table slots not empty (live nodes and tombstones).
+    used: usize,
 }
 
-impl<K: Hash + Eq + Clone, V> Shard<K, V> {
-    pub fn new(policy: Policy, capacity_entries: usize, capacity_weight: u64) -> Self {
+type Weigher<'a, K, V> = &'a (dyn Fn(&K, &V) -> u64 + Send + Sync);
+
+pub(super) struct Shard<K, V, E> {
+    table: Atomic<Table<K, V, E>>,
+    /// The cache's key hasher: the sketch counts full 64-bit hashes, recomputed from a key
+    /// when an admission decision needs one.
+    hasher: foldhash::fast::FixedState,
+    stripes: Box<[CachePadded<Stripe>]>,
+    state: Mutex<State>,
+    /// Published after each locked operation, so `len()` needs no lock.
+    len: AtomicUsize,
+    weight: AtomicU64,
+    evictions: AtomicU64,
+    /// Reads record accesses in the buffer (all policies but `Clock`).
+    buffered: bool,
+    /// Misses are recorded too (the frequency policies' sketch counts them).
+    record_misses: bool,
+    clock: bool,
+}
+
+/// Sizes a table for `live` entries at a load of 0.6; rebuilt (cleared of tombstones, grown
+/// or shrunk) when live entries and tombstones pass 0.8. The 0.6 keeps probes short (a
+/// lookup derefs each node it passes) and the table at 13 bytes an entry.
+fn table_len_for(live: usize) -> usize {
+    (live.saturating_mul(5) / 3).max(16)
+}
+
+impl<K, V, E> Shard<K, V, E>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    E: Expiry,
+{
+    pub fn new(
+        policy: Policy,
+        capacity_entries: usize,
+        capacity_weight: u64,
+        hasher: foldhash::fast::FixedState,
+    ) -> Self {
         // Entries expected, to size the sketch and the climber's sample: the entry bound of
         // a unit-weight cache; for a weight-bounded one (the Store's, in bytes), entries of
         // about 1 KiB.
@@ -182,275 +253,481 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 Some(Climber::new(capacity_weight, (2 * expected as u64).clamp(1024, 1 << 17))),
             ),
         };
+        let clock = policy == Policy::Clock;
+        let buffered = !clock;
         Self {
-            map: HashMap::with_hasher(Default::default()),
-            slots: Vec::new(),
-            free: Vec::new(),
-            lists: [List::EMPTY; 3],
-            capacity_weight,
-            capacity_entries,
-            window_max,
-            sketch,
-            climber,
-            tick: 0,
-            lazy_promotion: false,
-            clock: policy == Policy::Clock,
-            evictions: 0,
+            table: Atomic::new(Table::with_len(16)),
+            hasher,
+            stripes: if buffered {
+                (0..crate::metrics::STRIPES).map(|_| CachePadded::new(Stripe::new())).collect()
+            } else {
+                Box::new([])
+            },
+            state: Mutex::new(State {
+                lists: [List::EMPTY; 3],
+                capacity_weight,
+                capacity_entries,
+                window_max,
+                sketch,
+                climber,
+                clock,
+                live: 0,
+                used: 0,
+            }),
+            len: AtomicUsize::new(0),
+            weight: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            buffered,
+            record_misses: matches!(policy, Policy::Lfu | Policy::Adaptive),
+            clock,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        // Relaxed: a snapshot of a count published under the lock.
+        self.len.load(Ordering::Relaxed)
     }
 
     pub fn weight(&self) -> u64 {
-        self.lists.iter().map(|l| l.weight).sum()
+        // Relaxed: as in `len`.
+        self.weight.load(Ordering::Relaxed)
     }
 
-    fn node(&self, i: u32) -> &Node<K> {
-        self.slots[i as usize].as_ref().expect("linked slot is occupied")
+    pub fn evictions(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.evictions.load(Ordering::Relaxed)
     }
 
-    fn node_mut(&mut self, i: u32) -> &mut Node<K> {
-        self.slots[i as usize].as_mut().expect("linked slot is occupied")
+    /// Lock-free lookup: the node of `key`, recording the access for the policy. `expired`
+    /// says whether a deadline has passed; an expired node is reported as a miss.
+    #[inline]
+    pub fn find<'g, Q>(
+        &self,
+        key: &Q,
+        hash: u64,
+        guard: &'g Guard,
+        expired: impl Fn(E) -> bool,
+        weigher: Weigher<'_, K, V>,
+    ) -> Option<&'g Node<K, V, E>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        // Acquire: pairs with the Release that published a rebuilt table.
+        let table = self.table.load(Ordering::Acquire, guard);
+        // SAFETY: see `table_ref`.
+        let table = unsafe { table_ref(table) };
+        let found =
+            table.find(table_hash(hash), key, guard).filter(|(_, n)| !(E::EXPIRES && expired(n.expiry)));
+        if self.clock {
+            if let Some((_, node)) = found {
+                // Relaxed: a hint for the policy. Load first so a hot entry's line is not
+                // written on every read.
+                if node.meta.load(Ordering::Relaxed) & REFERENCED == 0 {
+                    node.meta.fetch_or(REFERENCED, Ordering::Relaxed);
+                }
+            }
+        } else if self.buffered && (found.is_some() || self.record_misses) {
+            let slot_code = found.map_or(MISS as u32, |(slot, _)| slot + 1);
+            self.record(hash, slot_code, guard, weigher);
+        }
+        found.map(|(_, n)| n)
     }
 
-    fn unlink(&mut self, i: u32) {
-        let (prev, next, region, weight) = {
-            let n = self.node(i);
-            (n.prev, n.next, n.region, n.weight)
-        };
-        let list = &mut self.lists[region as usize];
+    /// Appends an access event to this thread's stripe; drains the shard when it fills.
+    #[inline]
+    fn record(&self, hash: u64, slot_code: u32, guard: &Guard, weigher: Weigher<'_, K, V>) {
+        let stripe = &self.stripes[crate::metrics::stripe()];
+        // Relaxed: only this thread (or a few sharing the stripe) writes `tail`; a lost race
+        // loses an event, which the policy tolerates.
+        let tail = stripe.tail.load(Ordering::Relaxed);
+        // Acquire: pairs with the drainer's Release of `head`, so the slot we reuse is read.
+        let head = stripe.head.load(Ordering::Acquire);
+        let pending = tail.wrapping_sub(head) as usize;
+        if pending < STRIPE_EVENTS {
+            // Relaxed, then Release on `tail`: the drainer reads events below the tail it
+            // loads with Acquire.
+            stripe.hashes[tail as usize % STRIPE_EVENTS].store(hash, Ordering::Relaxed);
+            stripe.slots[tail as usize % STRIPE_EVENTS].store(slot_code, Ordering::Relaxed);
+            stripe.tail.store(tail.wrapping_add(1), Ordering::Release);
+        }
+        if pending + 1 >= STRIPE_EVENTS {
+            // Full: drain now if the shard is free; never wait for it.
+            if let Ok(mut st) = self.state.try_lock() {
+                self.drain(&mut st, guard, weigher);
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies buffered accesses to the policy, stripe by stripe, in order.
+    fn drain(&self, st: &mut State, guard: &Guard, weigher: Weigher<'_, K, V>) {
+        if !self.buffered {
+            return;
+        }
+        let mut locked = self.locked(st, guard, weigher);
+        for stripe in self.stripes.iter() {
+            // Acquire: pairs with the readers' Release of `tail`.
+            let tail = stripe.tail.load(Ordering::Acquire);
+            let mut head = stripe.head.load(Ordering::Relaxed);
+            while head != tail {
+                // Relaxed: ordered by the Acquire on `tail`.
+                let i = head as usize % STRIPE_EVENTS;
+                locked.access(
+                    stripe.hashes[i].load(Ordering::Relaxed),
+                    stripe.slots[i].load(Ordering::Relaxed),
+                );
+                head = head.wrapping_add(1);
+            }
+            // Release: the slots below `head` are free to reuse.
+            stripe.head.store(head, Ordering::Release);
+        }
+    }
+
+    fn locked<'a, 'g>(
+        &'a self,
+        st: &'a mut State,
+        guard: &'g Guard,
+        weigher: Weigher<'a, K, V>,
+    ) -> Locked<'a, 'g, K, V, E> {
+        // Acquire: we are the only writer, but the table may have been published by another
+        // thread's earlier write.
+        let table = self.table.load(Ordering::Acquire, guard);
+        Locked {
+            shard: self,
+            // SAFETY: see `table_ref`.
+            table: unsafe { table_ref(table) },
+            table_ptr: table,
+            st,
+            guard,
+            weigher,
+            pending: None,
+            evicted: 0,
+        }
+    }
+
+    /// Runs `f` under the shard lock with buffered reads applied first, then publishes the
+    /// counts.
+    pub fn with_lock<R>(
+        &self,
+        guard: &Guard,
+        weigher: Weigher<'_, K, V>,
+        f: impl FnOnce(&mut Locked<'_, '_, K, V, E>) -> R,
+    ) -> R {
+        let mut st = self.lock();
+        self.drain(&mut st, guard, weigher);
+        let mut locked = self.locked(&mut st, guard, weigher);
+        let r = f(&mut locked);
+        let evicted = locked.evicted;
+        let weight: u64 = st.lists.iter().map(|l| l.weight).sum();
+        // Relaxed: snapshots for `len()`/`weight()`; the lock orders the writers.
+        self.len.store(st.live, Ordering::Relaxed);
+        self.weight.store(weight, Ordering::Relaxed);
+        if evicted > 0 {
+            self.evictions.fetch_add(evicted, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<K, V, E> Drop for Shard<K, V, E> {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no reader holds this shard, so nothing is pinned on it.
+        let table = self.table.load(Ordering::Relaxed, unsafe { crossbeam_epoch::unprotected() });
+        Table::destroy_with_nodes(table);
+    }
+}
+
+/// # Safety
+/// `p` must be loaded from a shard's `table` under `guard` (or under the shard lock): tables
+/// are replaced only by the writer and retired through the epoch collector, so it stays
+/// valid while the guard is pinned, and it is never null (a shard always has a table).
+unsafe fn table_ref<'g, K, V, E>(p: Shared<'g, Table<K, V, E>>) -> &'g Table<K, V, E> {
+    // SAFETY: the caller's contract.
+    unsafe { p.deref() }
+}
+
+/// A node linked but not yet published, and its slot.
+type Pending<'g, K, V, E> = (u32, Shared<'g, Node<K, V, E>>);
+
+/// A shard's policy, borrowed under its lock.
+pub(super) struct Locked<'a, 'g, K, V, E> {
+    shard: &'a Shard<K, V, E>,
+    table: &'g Table<K, V, E>,
+    table_ptr: Shared<'g, Table<K, V, E>>,
+    st: &'a mut State,
+    guard: &'g Guard,
+    weigher: Weigher<'a, K, V>,
+    /// A new node linked in the lists but not yet in the table: published only after the
+    /// evictions it causes, so readers never see the shard over its capacity.
+    pending: Option<Pending<'g, K, V, E>>,
+    evicted: u64,
+}
+
+impl<'g, K, V, E> Locked<'_, 'g, K, V, E>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    E: Expiry,
+{
+    fn node(&self, slot: u32) -> &'g Node<K, V, E> {
+        if let Some((s, p)) = self.pending {
+            if s == slot {
+                // SAFETY: the pending node is owned by this operation (converted from an
+                // `Owned` under our guard) and not yet freed.
+                return unsafe { p.deref() };
+            }
+        }
+        self.table.get(slot, self.guard).expect("a linked slot holds a node")
+    }
+
+    fn weight_of(&self, node: &Node<K, V, E>) -> u64 {
+        (self.weigher)(&node.key, &node.value)
+    }
+
+    fn region(&self, slot: u32) -> Region {
+        // Relaxed: the region bits change only under this lock.
+        Region::of(self.node(slot).meta.load(Ordering::Relaxed))
+    }
+
+    fn set_region(&self, slot: u32, region: Region) {
+        let meta = &self.node(slot).meta;
+        // Relaxed: under the lock; XOR changes only the region bits, so a reader's
+        // concurrent reference bit is not lost.
+        let old = meta.load(Ordering::Relaxed) & REGION_MASK;
+        meta.fetch_xor(old ^ region as u32, Ordering::Relaxed);
+    }
+
+    // Relaxed on `prev`/`next` throughout: policy links, touched only under this lock.
+
+    fn unlink(&mut self, slot: u32) {
+        let node = self.node(slot);
+        let (prev, next) = (node.prev.load(Ordering::Relaxed), node.next.load(Ordering::Relaxed));
+        let weight = self.weight_of(node);
+        let region = self.region(slot) as usize;
+        let list = &mut self.st.lists[region];
         list.weight -= weight;
         list.len -= 1;
         if prev == NIL {
             list.head = next;
         } else {
-            self.node_mut(prev).next = next;
+            self.node(prev).next.store(next, Ordering::Relaxed);
         }
-        let list = &mut self.lists[region as usize];
+        let list = &mut self.st.lists[region];
         if next == NIL {
             list.tail = prev;
         } else {
-            self.node_mut(next).prev = prev;
+            self.node(next).prev.store(prev, Ordering::Relaxed);
         }
     }
 
-    fn push_head(&mut self, i: u32, region: Region) {
-        let head = self.lists[region as usize].head;
-        {
-            let n = self.node_mut(i);
-            n.prev = NIL;
-            n.next = head;
-            n.region = region;
-        }
-        let weight = self.node(i).weight;
+    fn push_head(&mut self, slot: u32, region: Region) {
+        let head = self.st.lists[region as usize].head;
+        let node = self.node(slot);
+        node.prev.store(NIL, Ordering::Relaxed);
+        node.next.store(head, Ordering::Relaxed);
+        self.set_region(slot, region);
         if head != NIL {
-            self.node_mut(head).prev = i;
+            self.node(head).prev.store(slot, Ordering::Relaxed);
         }
-        let list = &mut self.lists[region as usize];
-        list.head = i;
+        let weight = self.weight_of(node);
+        let list = &mut self.st.lists[region as usize];
+        list.head = slot;
         if list.tail == NIL {
-            list.tail = i;
+            list.tail = slot;
         }
         list.weight += weight;
         list.len += 1;
     }
 
-    fn move_to(&mut self, i: u32, region: Region) {
-        self.unlink(i);
-        self.push_head(i, region);
-        let tick = self.tick;
-        self.node_mut(i).stamp = tick;
-    }
-
-    /// A hit on an entry of the window or protected list: moves it to the head. With lazy
-    /// promotion, an entry that moved there within the last eighth of the list's length of
-    /// hits is still in the list's hottest part and stays put: moving it costs cache misses
-    /// on its neighbours for no change that matters (the order is LRU up to that slack).
-    fn touch(&mut self, i: u32, region: Region) {
-        let since = self.tick - self.node(i).stamp;
-        if !self.lazy_promotion || since > self.lists[region as usize].len / 8 {
-            self.move_to(i, region);
-        }
-    }
-
-    /// Appends `i` (already unlinked) as the least recently used entry of `region`.
-    fn push_tail(&mut self, i: u32, region: Region) {
-        let tail = self.lists[region as usize].tail;
-        let weight = self.node(i).weight;
-        {
-            let n = self.node_mut(i);
-            n.prev = tail;
-            n.next = NIL;
-            n.region = region;
-        }
+    /// Appends `slot` (already unlinked) as the least recently used entry of `region`.
+    fn push_tail(&mut self, slot: u32, region: Region) {
+        let tail = self.st.lists[region as usize].tail;
+        let node = self.node(slot);
+        node.prev.store(tail, Ordering::Relaxed);
+        node.next.store(NIL, Ordering::Relaxed);
+        self.set_region(slot, region);
         if tail != NIL {
-            self.node_mut(tail).next = i;
+            self.node(tail).next.store(slot, Ordering::Relaxed);
         }
-        let list = &mut self.lists[region as usize];
-        list.tail = i;
+        let weight = self.weight_of(node);
+        let list = &mut self.st.lists[region as usize];
+        list.tail = slot;
         if list.head == NIL {
-            list.head = i;
+            list.head = slot;
         }
         list.weight += weight;
         list.len += 1;
+    }
+
+    fn move_to(&mut self, slot: u32, region: Region) {
+        self.unlink(slot);
+        self.push_head(slot, region);
     }
 
     fn main_max(&self) -> u64 {
-        self.capacity_weight - self.window_max
+        self.st.capacity_weight - self.st.window_max
     }
 
     fn protected_max(&self) -> u64 {
         self.main_max() * 4 / 5
     }
 
-    /// Looks `key` up, recording the access for the policy.
-    pub fn get<Q>(&mut self, key: &Q, hash: u64) -> Option<&V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        if self.clock {
-            // CLOCK: a read only sets the entry's reference bit; the list is reordered at
-            // eviction, so the slab is not touched.
-            let entry = self.map.get_mut(key)?;
-            entry.referenced = true;
-            return Some(&entry.value);
-        }
-        if let Some(s) = self.sketch.as_mut() {
+    fn main_weight(&self) -> u64 {
+        self.st.lists[Region::Probation as usize].weight + self.st.lists[Region::Protected as usize].weight
+    }
+
+    fn total_weight(&self) -> u64 {
+        self.st.lists.iter().map(|l| l.weight).sum()
+    }
+
+    /// Applies one buffered access event.
+    fn access(&mut self, hash: u64, slot_code: u32) {
+        if let Some(s) = self.st.sketch.as_mut() {
             s.increment(hash);
         }
-        let found = self.map.get(key).map(|e| e.index);
-        if let Some(amount) = self.climber.as_mut().and_then(|c| c.record(found.is_some())) {
+        let hit = slot_code != MISS as u32;
+        if let Some(amount) = self.st.climber.as_mut().and_then(|c| c.record(hit)) {
             self.resize_window(amount);
         }
-        let i = found?;
-        self.tick += 1;
-        match self.node(i).region {
-            Region::Window => self.touch(i, Region::Window),
+        if !hit {
+            return;
+        }
+        let slot = slot_code - 1;
+        // The slot may have been emptied or reused since the read (only under contention,
+        // when accesses are approximate anyway): then there is nothing to promote.
+        if slot as usize >= self.table.len()
+            || self.table.get(slot, self.guard).is_none_or(|n| n.hash != table_hash(hash))
+        {
+            return;
+        }
+        match self.region(slot) {
+            Region::Window => self.move_to(slot, Region::Window),
             Region::Probation => {
-                self.move_to(i, Region::Protected);
+                self.move_to(slot, Region::Protected);
                 self.demote_protected_overflow();
             }
-            Region::Protected => self.touch(i, Region::Protected),
+            Region::Protected => self.move_to(slot, Region::Protected),
         }
-        self.map.get(key).map(|e| &e.value)
     }
 
-    /// The value for `key` without recording an access.
-    pub fn peek<Q>(&self, key: &Q) -> Option<&V>
+    /// The node of `key` (writer side; ignores expiry).
+    pub fn find<Q>(&self, key: &Q, hash: u64) -> Option<(u32, &'g Node<K, V, E>)>
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Eq + ?Sized,
     {
-        self.map.get(key).map(|e| &e.value)
+        self.table.find(table_hash(hash), key, self.guard)
     }
 
-    /// The stored key for `key` (to clone it) and its value.
-    pub fn peek_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.map.get_key_value(key).map(|(k, e)| (k, &e.value))
-    }
-
-    /// Sets the weight of the entry at slab index `i`, keeping its list's total right.
-    fn reweigh(&mut self, i: u32, weight: u64) {
-        let region = self.node(i).region;
-        let old_weight = self.node(i).weight;
-        self.lists[region as usize].weight = self.lists[region as usize].weight - old_weight + weight;
-        self.node_mut(i).weight = weight;
-    }
-
-    /// Replaces the value of a present key in place; returns the old value.
-    pub fn replace<Q>(&mut self, key: &Q, value: V, weight: u64) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let entry = self.map.get_mut(key)?;
-        let i = entry.index;
-        let old = std::mem::replace(&mut entry.value, value);
-        self.reweigh(i, weight);
-        self.enforce_bounds();
-        Some(old)
-    }
-
-    /// Inserts or replaces; returns false (caching nothing) if `weight` alone exceeds the
-    /// shard. Evicted values are handed to `evicted` so the caller can drop them after
-    /// releasing its lock.
-    pub fn insert(&mut self, key: K, value: V, weight: u64, hash: u64, evicted: &mut Vec<V>) -> bool {
-        if let Some(entry) = self.map.get_mut(&key) {
-            let i = entry.index;
-            if weight > self.capacity_weight {
-                if let Some(v) = self.remove_index(i) {
-                    evicted.push(v);
-                }
-                return false;
-            }
-            evicted.push(std::mem::replace(&mut entry.value, value));
-            self.reweigh(i, weight);
-            self.enforce_bounds_into(evicted);
-            return true;
-        }
-        if weight > self.capacity_weight || self.capacity_entries == 0 {
+    /// Replaces the value of the entry in `slot` with a new node (same links, same policy
+    /// position); the old node is retired. Returns false, removing the entry, if the new
+    /// weight alone exceeds the shard.
+    pub fn replace(&mut self, slot: u32, key: K, value: V, expiry: E) -> bool {
+        let old = self.node(slot);
+        let fresh = Node::new(key, value, old.hash, expiry);
+        let new_weight = (self.weigher)(&fresh.key, &fresh.value);
+        if new_weight > self.st.capacity_weight {
+            self.remove_slot(slot);
             return false;
         }
-        let map_key = key.clone();
-        let node = Node { key, weight, hash, stamp: self.tick, prev: NIL, next: NIL, region: Region::Window };
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Some(node);
-                i
-            }
-            None => {
-                self.slots.push(Some(node));
-                (self.slots.len() - 1) as u32
-            }
-        };
-        self.map.insert(map_key, Entry { index: i, referenced: false, value });
-        self.push_head(i, Region::Window);
-        self.enforce_bounds_into(evicted);
+        // Relaxed: links and meta move with the entry, under the lock.
+        fresh.prev.store(old.prev.load(Ordering::Relaxed), Ordering::Relaxed);
+        fresh.next.store(old.next.load(Ordering::Relaxed), Ordering::Relaxed);
+        fresh.meta.store(old.meta.load(Ordering::Relaxed), Ordering::Relaxed);
+        let old_weight = self.weight_of(old);
+        let list = &mut self.st.lists[self.region(slot) as usize];
+        list.weight = list.weight - old_weight + new_weight;
+        self.table.replace(slot, Owned::new(fresh), self.guard);
+        self.enforce_bounds();
         true
     }
 
-    /// Removes `key`; returns its value.
-    pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let i = self.map.get(key)?.index;
-        self.remove_index(i)
-    }
-
-    fn remove_index(&mut self, i: u32) -> Option<V> {
-        self.unlink(i);
-        let node = self.slots[i as usize].take()?;
-        self.free.push(i);
-        self.map.remove(&node.key).map(|e| e.value)
-    }
-
-    /// CLOCK's second chance: clears and reports the reference bit of slab entry `i`.
-    fn take_reference(&mut self, i: u32) -> bool {
-        let Some(node) = self.slots[i as usize].as_ref() else { return false };
-        self.map.get_mut(&node.key).is_some_and(|e| std::mem::take(&mut e.referenced))
-    }
-
-    fn evict(&mut self, i: u32, evicted: &mut Vec<V>) {
-        if let Some(v) = self.remove_index(i) {
-            self.evictions += 1;
-            evicted.push(v);
+    /// Inserts a key known to be absent. Returns false (caching nothing) if its weight alone
+    /// exceeds the shard.
+    pub fn insert_new(&mut self, key: K, value: V, hash: u64, expiry: E) -> bool {
+        let weight = (self.weigher)(&key, &value);
+        if weight > self.st.capacity_weight || self.st.capacity_entries == 0 {
+            return false;
         }
+        if self.st.used + 1 > self.table.len() * 4 / 5 {
+            self.rebuild(table_len_for(self.st.live + 1));
+        }
+        let vacancy = self.table.vacancy(table_hash(hash), self.guard);
+        let node = Owned::new(Node::new(key, value, table_hash(hash), expiry)).into_shared(self.guard);
+        self.pending = Some((vacancy.slot, node));
+        self.st.live += 1;
+        self.push_head(vacancy.slot, Region::Window);
+        self.enforce_bounds();
+        if let Some((slot, node)) = self.pending.take() {
+            self.table.publish(slot, node);
+            self.st.used += vacancy.was_empty as usize;
+        }
+        true
+    }
+
+    /// Removes the entry in `slot`; its node is retired (freed once no reader holds it).
+    pub fn remove_slot(&mut self, slot: u32) {
+        self.unlink(slot);
+        self.st.live -= 1;
+        match self.pending {
+            Some((s, node)) if s == slot => {
+                self.pending = None;
+                // SAFETY: the pending node never reached the table, so no reader can hold
+                // it; this operation owns it.
+                drop(unsafe { node.into_owned() });
+            }
+            _ => self.table.remove(slot, self.guard),
+        }
+    }
+
+    /// Copies the live nodes into a table of `len` slots, relinks the lists by the new
+    /// slots, publishes it and retires the old one.
+    fn rebuild(&mut self, len: usize) {
+        debug_assert!(self.pending.is_none(), "rebuild before a node is pending");
+        let (fresh, moved) = self.table.rebuilt(len, self.guard);
+        let remap = |slot: u32| if slot == NIL { NIL } else { moved[slot as usize] };
+        for slot in 0..fresh.len() as u32 {
+            if let Some(node) = fresh.get(slot, self.guard) {
+                // Relaxed: links, under the lock; published with the table below.
+                node.prev.store(remap(node.prev.load(Ordering::Relaxed)), Ordering::Relaxed);
+                node.next.store(remap(node.next.load(Ordering::Relaxed)), Ordering::Relaxed);
+            }
+        }
+        for list in self.st.lists.iter_mut() {
+            list.head = remap(list.head);
+            list.tail = remap(list.tail);
+        }
+        let fresh = Owned::new(fresh).into_shared(self.guard);
+        // Release: readers that load the new table see its slots filled.
+        self.shard.table.store(fresh, Ordering::Release);
+        // SAFETY: the old table is unreachable for new readers now; pinned readers keep it
+        // alive until they unpin. Its nodes are not freed with it (tables don't own nodes).
+        unsafe { self.guard.defer_destroy(self.table_ptr) };
+        self.table_ptr = fresh;
+        // SAFETY: just published; see `table_ref`.
+        self.table = unsafe { table_ref(fresh) };
+        self.st.used = self.st.live;
+    }
+
+    fn take_reference(&self, slot: u32) -> bool {
+        // Relaxed: a policy hint.
+        self.node(slot).meta.fetch_and(!REFERENCED, Ordering::Relaxed) & REFERENCED != 0
+    }
+
+    fn evict(&mut self, slot: u32) {
+        self.remove_slot(slot);
+        self.evicted += 1;
     }
 
     /// Keeps protected within its share by demoting its LRU entries to probation.
     fn demote_protected_overflow(&mut self) {
         let max = self.protected_max();
-        while self.lists[Region::Protected as usize].weight > max {
-            let tail = self.lists[Region::Protected as usize].tail;
+        while self.st.lists[Region::Protected as usize].weight > max {
+            let tail = self.st.lists[Region::Protected as usize].tail;
             if tail == NIL {
                 break;
             }
@@ -458,33 +735,29 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
-    fn frequency(&self, i: u32) -> u8 {
-        self.sketch.as_ref().map_or(0, |s| s.frequency(self.node(i).hash))
+    fn frequency(&self, slot: u32) -> u8 {
+        self.st.sketch.as_ref().map_or(0, |s| s.frequency(self.shard.hasher.hash_one(&self.node(slot).key)))
     }
 
     /// The main space's next victim: probation's LRU, else protected's.
     fn main_victim(&self) -> u32 {
-        let probation = self.lists[Region::Probation as usize].tail;
+        let probation = self.st.lists[Region::Probation as usize].tail;
         if probation != NIL {
             probation
         } else {
-            self.lists[Region::Protected as usize].tail
+            self.st.lists[Region::Protected as usize].tail
         }
-    }
-
-    fn main_weight(&self) -> u64 {
-        self.lists[Region::Probation as usize].weight + self.lists[Region::Protected as usize].weight
     }
 
     /// Moves window overflow into the main space through the admission filter, then
     /// evicts until the weight and entry bounds hold.
-    fn enforce_bounds_into(&mut self, evicted: &mut Vec<V>) {
-        while self.lists[Region::Window as usize].weight > self.window_max {
-            let candidate = self.lists[Region::Window as usize].tail;
+    fn enforce_bounds(&mut self) {
+        while self.st.lists[Region::Window as usize].weight > self.st.window_max {
+            let candidate = self.st.lists[Region::Window as usize].tail;
             if candidate == NIL {
                 break;
             }
-            let weight = self.node(candidate).weight;
+            let weight = self.weight_of(self.node(candidate));
             if self.main_weight() + weight <= self.main_max() {
                 self.move_to(candidate, Region::Probation);
                 continue;
@@ -499,7 +772,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                     break;
                 }
                 if candidate_freq > self.frequency(victim) {
-                    self.evict(victim, evicted);
+                    self.evict(victim);
                 } else {
                     admitted = false;
                     break;
@@ -508,35 +781,30 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             if admitted && self.main_weight() + weight <= self.main_max() {
                 self.move_to(candidate, Region::Probation);
             } else {
-                self.evict(candidate, evicted);
+                self.evict(candidate);
             }
         }
         // The hard bounds, whatever the regions hold.
-        while self.weight() > self.capacity_weight || self.map.len() > self.capacity_entries {
+        while self.total_weight() > self.st.capacity_weight || self.st.live > self.st.capacity_entries {
             let victim = [Region::Probation, Region::Protected, Region::Window]
                 .iter()
-                .map(|r| self.lists[*r as usize].tail)
+                .map(|r| self.st.lists[*r as usize].tail)
                 .find(|&t| t != NIL);
             match victim {
-                Some(v) if self.clock && self.take_reference(v) => {
+                Some(v) if self.st.clock && self.take_reference(v) => {
                     // Second chance: the bit is cleared; send it round again.
                     self.move_to(v, Region::Window);
                 }
-                Some(v) => self.evict(v, evicted),
+                Some(v) => self.evict(v),
                 None => break,
             }
         }
     }
 
-    fn enforce_bounds(&mut self) {
-        let mut evicted = Vec::new();
-        self.enforce_bounds_into(&mut evicted);
-    }
-
     /// Moves the window boundary by `amount` weight units (positive: a larger window).
     fn resize_window(&mut self, amount: f64) {
-        let target = (self.window_max as f64 + amount).clamp(1.0, self.capacity_weight as f64) as u64;
-        self.window_max = target;
+        let target = (self.st.window_max as f64 + amount).clamp(1.0, self.st.capacity_weight as f64) as u64;
+        self.st.window_max = target;
         // Shrinking the window spills its LRU entries into the main space next insert; growing
         // it takes from probation's LRU into the window now, so the main space fits its share.
         while self.main_weight() > self.main_max() {

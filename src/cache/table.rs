@@ -1,0 +1,244 @@
+//! One shard's hash table: open addressing over epoch-managed node pointers.
+//!
+//! Readers probe it with no lock: they pin an epoch (crossbeam-epoch), load slot pointers with
+//! `Acquire` and compare keys. The shard's writer (holding the shard lock) is the only one that
+//! stores into slots, and it never frees a node or a table directly: it retires them to the
+//! epoch collector, which frees them only once every reader pinned before the retirement has
+//! unpinned. So a reader never sees a node freed under it, and a value it clones is whole.
+//!
+//! Slots are never moved while a table is published (deletion leaves a tombstone), so a
+//! reader's probe can miss only keys inserted after it started. Tombstones are cleared by a
+//! rebuild into a fresh table, published with `Release` and the old one retired.
+//!
+//! This file and `shard.rs`'s node accessors are the cache's only unsafe code.
+
+use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
+
+use crate::sync::{AtomicU32, Ordering};
+
+/// Node metadata bits (`Node::meta`).
+pub(super) const REGION_MASK: u32 = 0b11;
+/// CLOCK's reference bit: set by readers (`Relaxed`), cleared under the lock.
+pub(super) const REFERENCED: u32 = 0b100;
+
+/// Per-entry expiry storage: `()` for caches without TTL (zero bytes), a deadline otherwise.
+pub trait Expiry: Copy + Send + Sync + 'static + sealed::Sealed {
+    /// Whether entries carry a deadline at all (a constant, so a cache without TTL pays no
+    /// clock read on `get`).
+    #[doc(hidden)]
+    const EXPIRES: bool;
+    #[doc(hidden)]
+    fn new(deadline_ns: u64) -> Self;
+    /// Nanoseconds since the cache's base instant after which the entry is gone.
+    #[doc(hidden)]
+    fn deadline_ns(self) -> u64;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for () {}
+    impl Sealed for super::Deadline {}
+}
+
+/// No expiry: the default.
+impl Expiry for () {
+    const EXPIRES: bool = false;
+    fn new(_: u64) -> Self {}
+    fn deadline_ns(self) -> u64 {
+        u64::MAX
+    }
+}
+
+/// An entry's deadline, in nanoseconds since its cache was made (`u64::MAX`: never).
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline(u64);
+
+impl Expiry for Deadline {
+    const EXPIRES: bool = true;
+    fn new(deadline_ns: u64) -> Self {
+        Self(deadline_ns)
+    }
+    fn deadline_ns(self) -> u64 {
+        self.0
+    }
+}
+
+/// An entry. `prev`, `next` and the region bits of `meta` belong to the shard's policy and are
+/// touched only under the shard lock (atomics, `Relaxed`, because readers share the node).
+pub(super) struct Node<K, V, E> {
+    pub key: K,
+    pub value: V,
+    /// The high 32 bits of the key's hash: a cheap first comparison and the sketch's input.
+    pub hash: u32,
+    pub meta: AtomicU32,
+    pub prev: AtomicU32,
+    pub next: AtomicU32,
+    pub expiry: E,
+}
+
+impl<K, V, E> Node<K, V, E> {
+    pub fn new(key: K, value: V, hash: u32, expiry: E) -> Self {
+        Self {
+            key,
+            value,
+            hash,
+            meta: AtomicU32::new(0),
+            prev: AtomicU32::new(super::shard::NIL),
+            next: AtomicU32::new(super::shard::NIL),
+            expiry,
+        }
+    }
+}
+
+/// A tombstone: a null pointer tagged 1. An empty slot is an untagged null.
+const TOMBSTONE: usize = 1;
+
+pub(super) struct Table<K, V, E> {
+    slots: Box<[Atomic<Node<K, V, E>>]>,
+}
+
+/// Where a probe for a new key may put it.
+pub(super) struct Vacancy {
+    pub slot: u32,
+    /// The slot was empty (not a tombstone): the table's used count grows.
+    pub was_empty: bool,
+}
+
+impl<K, V, E> Table<K, V, E> {
+    pub fn with_len(len: usize) -> Self {
+        Self { slots: (0..len.max(1)).map(|_| Atomic::null()).collect() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The home slot of `hash`: a multiplicative spread of its 32 bits, then multiply-shift
+    /// over the table length (which need not be a power of two, so the table can be sized to
+    /// the load it needs).
+    fn home(&self, hash: u32) -> usize {
+        let spread = (hash as u64 | (hash as u64) << 32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ((spread as u128 * self.slots.len() as u128) >> 64) as usize
+    }
+
+    /// Finds the node of `key`. Any thread, pinned by `guard`.
+    pub fn find<'g, Q>(&self, hash: u32, key: &Q, guard: &'g Guard) -> Option<(u32, &'g Node<K, V, E>)>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let n = self.slots.len();
+        let mut i = self.home(hash);
+        for _ in 0..n {
+            // Acquire: pairs with the Release store that published the node, so its fields
+            // are visible whole.
+            let p = self.slots[i].load(Ordering::Acquire, guard);
+            match node_ref(p) {
+                Some(node) if node.hash == hash && node.key.borrow() == key => {
+                    return Some((i as u32, node));
+                }
+                Some(_) => {}
+                None if p.tag() == TOMBSTONE => {}
+                None => return None,
+            }
+            i = if i + 1 == n { 0 } else { i + 1 };
+        }
+        None
+    }
+
+    /// The first free slot (tombstone or empty) on `hash`'s probe path. Writer only; the
+    /// caller has checked that the key is absent and that the table has room.
+    pub fn vacancy(&self, hash: u32, guard: &Guard) -> Vacancy {
+        let n = self.slots.len();
+        let mut i = self.home(hash);
+        loop {
+            let p = self.slots[i].load(Ordering::Relaxed, guard);
+            if p.is_null() {
+                return Vacancy { slot: i as u32, was_empty: p.tag() != TOMBSTONE };
+            }
+            i = if i + 1 == n { 0 } else { i + 1 };
+        }
+    }
+
+    /// The node in `slot`, if any. Writer only (under the shard lock), or a pinned reader.
+    pub fn get<'g>(&self, slot: u32, guard: &'g Guard) -> Option<&'g Node<K, V, E>> {
+        // Acquire: as in `find`.
+        node_ref(self.slots[slot as usize].load(Ordering::Acquire, guard))
+    }
+
+    /// Publishes `node` in a vacant `slot`. Writer only.
+    pub fn publish(&self, slot: u32, node: Shared<'_, Node<K, V, E>>) {
+        // Release: the node's fields are written before any reader can reach it.
+        self.slots[slot as usize].store(node, Ordering::Release);
+    }
+
+    /// Replaces the node in `slot` and retires the old one. Writer only.
+    pub fn replace(&self, slot: u32, node: Owned<Node<K, V, E>>, guard: &Guard) {
+        // AcqRel: Release publishes the new node; Acquire orders our later retirement of the
+        // old one after everything that happened to it.
+        let old = self.slots[slot as usize].swap(node, Ordering::AcqRel, guard);
+        retire(old, guard);
+    }
+
+    /// Empties `slot` (leaving a tombstone) and retires its node. Writer only.
+    pub fn remove(&self, slot: u32, guard: &Guard) {
+        // AcqRel: as in `replace`.
+        let old = self.slots[slot as usize].swap(Shared::null().with_tag(TOMBSTONE), Ordering::AcqRel, guard);
+        retire(old, guard);
+    }
+
+    /// Copies every live node pointer into a fresh table of `len` slots (no tombstones) and
+    /// returns it with the map from old slot to new slot. Writer only; the nodes now belong
+    /// to both tables until the caller publishes the new one and retires this one.
+    pub fn rebuilt(&self, len: usize, guard: &Guard) -> (Table<K, V, E>, Vec<u32>) {
+        let fresh = Table::with_len(len);
+        let mut moved = vec![super::shard::NIL; self.slots.len()];
+        for (i, slot) in self.slots.iter().enumerate() {
+            let p = slot.load(Ordering::Relaxed, guard);
+            if let Some(node) = node_ref(p) {
+                let v = fresh.vacancy(node.hash, guard);
+                fresh.slots[v.slot as usize].store(p, Ordering::Relaxed);
+                moved[i] = v.slot;
+            }
+        }
+        (fresh, moved)
+    }
+
+    /// Frees every node and then the table. Only when no reader can exist (`&mut` on the
+    /// cache, in its `Drop`).
+    pub fn destroy_with_nodes(owned: Shared<'_, Self>) {
+        if owned.is_null() {
+            return;
+        }
+        // SAFETY: called from `Drop` of the shard with exclusive access: no reader is pinned
+        // on this cache, and the table and the nodes it points to are owned by it alone
+        // (retired ones went to the collector and are not in the current table).
+        unsafe {
+            let table = owned.into_owned();
+            for slot in table.slots.iter() {
+                let p = slot.load(Ordering::Relaxed, crossbeam_epoch::unprotected());
+                if !p.is_null() {
+                    drop(p.into_owned());
+                }
+            }
+        }
+    }
+}
+
+fn node_ref<'g, K, V, E>(p: Shared<'g, Node<K, V, E>>) -> Option<&'g Node<K, V, E>> {
+    // SAFETY: every non-null pointer in a slot was published from an `Owned` node and is
+    // freed only through `retire` (epoch-deferred) or `destroy_with_nodes` (no readers), so
+    // it is valid for as long as the guard `'g` it was loaded under is pinned.
+    unsafe { p.as_ref() }
+}
+
+fn retire<T>(p: Shared<'_, T>, guard: &Guard) {
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: `p` was just swapped out of its slot by the only writer, so no new reader can
+    // reach it; readers that already hold it are pinned, and the collector frees it only
+    // after they unpin. The cache's `K`, `V` are `Send + 'static`, so freeing it later on
+    // another thread is sound.
+    unsafe { guard.defer_destroy(p) }
+}
