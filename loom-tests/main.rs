@@ -2,8 +2,10 @@
 //! `--cfg loom`:
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom --test loom
+//! RUSTFLAGS="--cfg loom --cfg crossbeam_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p patternbank-loom
 //! ```
-#![cfg(all(loom, feature = "loom"))]
+#![cfg(loom)]
 
+mod arena;
+mod cache;
 mod ring;

@@ -45,12 +45,14 @@
 
 #![warn(missing_docs)]
 
+pub mod arena;
 pub mod cache;
 mod config;
 mod error;
 pub mod metrics;
 mod pattern;
 mod queue;
+pub mod search;
 mod sqlite;
 mod store;
 mod sync;

@@ -6,12 +6,14 @@
 //! interleaving; a user's own `--cfg loom` without our internal feature cannot flip them.
 //! `Arc` is always the standard one: it appears in the public API (`Arc<Pattern>`).
 //! Blocking primitives (`Mutex`, `Condvar`, threads) stay `std` in both builds: they guard
-//! only slow paths that the loom suite does not model.
+//! only slow paths that the loom suite does not model; the exception is `ShardMutex`, the
+//! L1's shard lock, which the suite does exercise. In the loom build crossbeam-epoch is
+//! switched to loom too (`--cfg crossbeam_loom` and its `loom` feature).
 //!
 //! Model: hawkw/sharded-slab `src/sync.rs`, tokio `src/loom/`.
 
 pub use std::sync::Arc;
-pub use std::sync::{Condvar, Mutex, MutexGuard, Once};
+pub use std::sync::{Condvar, Mutex, Once};
 
 pub use crossbeam_utils::CachePadded;
 
@@ -27,6 +29,10 @@ mod imp {
     pub fn spin_hint() {
         loom::thread::yield_now();
     }
+
+    /// The L1's shard locks, which the loom suite exercises (a blocked `std` lock would
+    /// stall loom's scheduler).
+    pub use loom::sync::{Mutex as ShardMutex, MutexGuard as ShardMutexGuard};
 }
 
 #[cfg(not(all(loom, feature = "loom")))]
@@ -62,6 +68,9 @@ mod imp {
     pub fn spin_hint() {
         std::hint::spin_loop();
     }
+
+    /// The L1's shard locks (modelled by loom in the loom build).
+    pub use std::sync::{Mutex as ShardMutex, MutexGuard as ShardMutexGuard};
 }
 
 pub use imp::*;

@@ -28,7 +28,7 @@ use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
 use super::table::{Expiry, Node, Table, REFERENCED, REGION_MASK};
 use super::Policy;
-use crate::sync::{AtomicU32, AtomicU64, AtomicUsize, CachePadded, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, AtomicUsize, CachePadded, Ordering, ShardMutex, ShardMutexGuard};
 
 pub(crate) const NIL: u32 = u32::MAX;
 
@@ -70,10 +70,11 @@ impl List {
     const EMPTY: Self = Self { head: NIL, tail: NIL, weight: 0, len: 0 };
 }
 
-/// A count-min sketch of 4-bit-saturating counters (stored in bytes for simplicity), halved
-/// every `reset_after` increments so that old popularity fades (TinyLFU's aging).
+/// A count-min sketch of 4-bit saturating counters, sixteen to a `u64` (half a byte per
+/// counter: the sketch is part of each entry's metadata), halved every `reset_after`
+/// increments so that old popularity fades (TinyLFU's aging).
 struct Sketch {
-    counters: Vec<u8>,
+    words: Vec<u64>,
     mask: usize,
     increments: u64,
     reset_after: u64,
@@ -83,35 +84,44 @@ impl Sketch {
     fn new(entries: usize) -> Self {
         let width = entries.clamp(16, 1 << 24).next_power_of_two();
         Self {
-            counters: vec![0; width * 4],
+            words: vec![0; width * 4 / 16],
             mask: width - 1,
             increments: 0,
             reset_after: 10 * entries.max(16) as u64,
         }
     }
 
-    fn index(&self, hash: u64, row: usize) -> usize {
+    /// The counter of `hash` in `row`, as (word, bit shift).
+    fn index(&self, hash: u64, row: usize) -> (usize, u32) {
         let h =
             hash.wrapping_add(row as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15 ^ ((row as u64) << 32 | 0x5bd1));
-        row * (self.mask + 1) + ((h >> 32) as usize & self.mask)
+        let i = row * (self.mask + 1) + ((h >> 32) as usize & self.mask);
+        (i / 16, (i % 16) as u32 * 4)
     }
 
     fn increment(&mut self, hash: u64) {
         for row in 0..4 {
-            let i = self.index(hash, row);
-            if self.counters[i] < 15 {
-                self.counters[i] += 1;
+            let (w, shift) = self.index(hash, row);
+            if (self.words[w] >> shift) & 0xF < 15 {
+                self.words[w] += 1 << shift;
             }
         }
         self.increments += 1;
         if self.increments >= self.reset_after {
             self.increments /= 2;
-            self.counters.iter_mut().for_each(|c| *c /= 2);
+            // Halve all sixteen counters of a word at once.
+            self.words.iter_mut().for_each(|w| *w = (*w >> 1) & 0x7777_7777_7777_7777);
         }
     }
 
     fn frequency(&self, hash: u64) -> u8 {
-        (0..4).map(|row| self.counters[self.index(hash, row)]).min().unwrap_or(0)
+        (0..4)
+            .map(|row| {
+                let (w, shift) = self.index(hash, row);
+                ((self.words[w] >> shift) & 0xF) as u8
+            })
+            .min()
+            .unwrap_or(0)
     }
 }
 
@@ -202,7 +212,7 @@ pub(super) struct Shard<K, V, E> {
     /// when an admission decision needs one.
     hasher: foldhash::fast::FixedState,
     stripes: Box<[CachePadded<Stripe>]>,
-    state: Mutex<State>,
+    state: ShardMutex<State>,
     /// Published after each locked operation, so `len()` needs no lock.
     len: AtomicUsize,
     weight: AtomicU64,
@@ -214,11 +224,11 @@ pub(super) struct Shard<K, V, E> {
     clock: bool,
 }
 
-/// Sizes a table for `live` entries at a load of 0.6; rebuilt (cleared of tombstones, grown
-/// or shrunk) when live entries and tombstones pass 0.8. The 0.6 keeps probes short (a
-/// lookup derefs each node it passes) and the table at 13 bytes an entry.
+/// Sizes a table for `live` entries at a load of 0.65; rebuilt (cleared of tombstones, grown
+/// or shrunk) when live entries and tombstones pass 0.8. The 0.65 keeps probes short (a
+/// lookup derefs each node it passes) and the table at 12.3 bytes an entry.
 fn table_len_for(live: usize) -> usize {
-    (live.saturating_mul(5) / 3).max(16)
+    (live.saturating_mul(20) / 13).max(16)
 }
 
 impl<K, V, E> Shard<K, V, E>
@@ -263,7 +273,7 @@ where
             } else {
                 Box::new([])
             },
-            state: Mutex::new(State {
+            state: ShardMutex::new(State {
                 lists: [List::EMPTY; 3],
                 capacity_weight,
                 capacity_entries,
@@ -359,7 +369,7 @@ where
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> ShardMutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
