@@ -48,6 +48,7 @@ pub struct Config {
     pub(crate) max_data_bytes: usize,
     pub(crate) read_only: bool,
     pub(crate) idle_vacuum_pages: u32,
+    pub(crate) arena_sync: bool,
 }
 
 impl Config {
@@ -102,6 +103,7 @@ impl Config {
             read_only: false,
             // Pages returned to the file system each time the writer goes idle.
             idle_vacuum_pages: 256,
+            arena_sync: true,
         }
     }
 
@@ -243,6 +245,15 @@ impl Config {
     /// Largest `data` in bytes (default 1 MiB).
     pub fn max_data_bytes(mut self, bytes: usize) -> Self {
         self.max_data_bytes = bytes;
+        self
+    }
+
+    /// Whether the L2 arena is synced to disk (two `fdatasync`s, at most once a second and
+    /// when the writer goes idle or closes). Default true. Off, a power loss can leave an
+    /// arena whose records were never written; a process crash loses nothing either way (the
+    /// arena catches up from SQLite at the next open).
+    pub fn arena_sync(mut self, sync: bool) -> Self {
+        self.arena_sync = sync;
         self
     }
 

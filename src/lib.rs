@@ -49,6 +49,7 @@ pub mod arena;
 pub mod cache;
 mod config;
 mod error;
+mod l2;
 pub mod metrics;
 mod pattern;
 mod queue;
@@ -61,6 +62,7 @@ pub mod workload;
 
 pub use config::{Config, Synchronous};
 pub use error::{Error, ErrorKind, Result, TryError};
+pub use l2::{L2Metrics, SearchOptions};
 pub use metrics::Metrics;
 pub use pattern::{Hit, Outcome, Pattern};
 pub use store::{CheckReport, FailedWrite, Store};

@@ -229,6 +229,9 @@ pub(crate) struct Registry {
     pub put_ns: Histogram,
     pub outcome_ns: Histogram,
     pub flush_ns: Histogram,
+    pub search_ns: Histogram,
+    /// `get` calls answered by the L1 (sampled like `get_ns`).
+    pub get_l1_ns: Histogram,
 }
 
 /// Operations per kind.
@@ -316,6 +319,10 @@ pub struct Latencies {
     pub record_outcome: Summary,
     /// `flush` calls.
     pub flush: Summary,
+    /// `search` calls (all of them; not sampled).
+    pub search: Summary,
+    /// `get` calls answered by the L1.
+    pub get_l1_hit: Summary,
 }
 
 /// The L1 cache.
@@ -361,6 +368,8 @@ pub struct Metrics {
     pub l1: CacheStats,
     /// Slow statements.
     pub slow_queries: SlowQueries,
+    /// The L2 arena and the L3 query cache (`None`: a read-only store without an arena).
+    pub l2: Option<crate::l2::L2Metrics>,
     /// Resident set size of the process (0 where the platform does not tell).
     pub rss_bytes: u64,
 }
@@ -401,6 +410,8 @@ impl Registry {
             put: self.put_ns.summary(),
             record_outcome: self.outcome_ns.summary(),
             flush: self.flush_ns.summary(),
+            search: self.search_ns.summary(),
+            get_l1_hit: self.get_l1_ns.summary(),
         };
     }
 }

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::{Cache, Policy};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result, TryError};
+use crate::l2::SearchOptions;
 use crate::metrics::{self, Metrics, Registry, SlowLog};
 use crate::pattern::{Hit, Outcome, OutcomeSum, Pattern};
 use crate::queue::{Control, EnqueueError, Lanes, OutcomeOp, PutOp, SmallId};
@@ -279,6 +280,8 @@ pub(crate) struct Shared {
     pub unreported_failures: AtomicU64,
     pub flush: FlushState,
     pub committed_seq: AtomicU64,
+    /// L2 + L3; `None` for a read-only store without a valid arena.
+    pub l2: Option<crate::l2::L2>,
 }
 
 impl Shared {
@@ -380,13 +383,19 @@ impl Store {
             cfg.batch_outcomes,
             cfg.enqueue_timeout,
         );
-        let (lock, writer_conn) = if cfg.read_only {
+        let (lock, writer_conn, l2) = if cfg.read_only {
             // Validates the file; the pool's connections skip the check.
             drop(sqlite::schema::open_reader(&cfg, None, true)?);
-            (None, None)
+            (None, None, crate::l2::open_read_only(&cfg)?.map(|l2| (l2, None)))
         } else {
             let lock = take_write_lock(&cfg.path)?;
-            (Some(lock), Some(sqlite::schema::open_writer(&cfg, Some(Arc::clone(&slow)))?))
+            let conn = sqlite::schema::open_writer(&cfg, Some(Arc::clone(&slow)))?;
+            let (l2, l2_writer) = crate::l2::open_writable(&cfg, &conn)?;
+            (Some(lock), Some(conn), Some((l2, Some(l2_writer))))
+        };
+        let (l2, l2_writer) = match l2 {
+            Some((l2, w)) => (Some(l2), w),
+            None => (None, None),
         };
         let pool = ReadPool::open(&cfg, &slow)?;
         let read_only = cfg.read_only;
@@ -400,10 +409,11 @@ impl Store {
             unreported_failures: AtomicU64::new(0),
             flush: FlushState { acked: Mutex::new(0), cv: Condvar::new(), next_ticket: AtomicU64::new(1) },
             committed_seq: AtomicU64::new(0),
+            l2,
         });
-        let writer = match writer_conn {
-            Some(conn) => {
-                let writer = sqlite::writer::Writer::new(conn, receivers, Arc::clone(&shared))?;
+        let writer = match writer_conn.zip(l2_writer) {
+            Some((conn, l2_writer)) => {
+                let writer = sqlite::writer::Writer::new(conn, receivers, Arc::clone(&shared), l2_writer)?;
                 let handle = thread::Builder::new()
                     .name("patternbank-writer".into())
                     .spawn(move || writer.run())
@@ -616,7 +626,7 @@ impl Store {
 
     /// The pattern `id`, or `None`.
     ///
-    /// An L1 hit takes one short shard lock and clones an `Arc` (no allocation). A miss
+    /// An L1 hit takes no lock and clones an `Arc` (no allocation). A miss
     /// reads the overlay, then SQLite through the read pool (allocates the decoded pattern,
     /// may wait for a pooled connection).
     pub fn get(&self, id: &str) -> Result<Option<Arc<Pattern>>> {
@@ -624,14 +634,16 @@ impl Store {
         let timed = metrics::sample_latency().then(Instant::now);
         let m = &self.shared.metrics;
         m.gets.incr();
-        let result = self.get_uncounted(id);
+        let result = self.get_uncounted(id, timed);
         if let Some(t) = timed {
             m.get_ns.record_duration(t.elapsed());
         }
         result
     }
 
-    fn get_uncounted(&self, id: &str) -> Result<Option<Arc<Pattern>>> {
+    /// `get` without its call count; `timed`: when a sampled call started, so an L1 hit's
+    /// latency is recorded on its own too.
+    fn get_uncounted(&self, id: &str, timed: Option<Instant>) -> Result<Option<Arc<Pattern>>> {
         let (tier, m) = (&self.shared.tier, &self.shared.metrics);
         // A read-only store may have a writer in another process, and nothing tells it when
         // its copies go stale: it reads SQLite every time and caches nothing.
@@ -640,6 +652,9 @@ impl Store {
         } else {
             if let Some(p) = tier.cached(id) {
                 m.hits_l1.incr();
+                if let Some(t) = timed {
+                    m.get_l1_ns.record_duration(t.elapsed());
+                }
                 return Ok(Some(p));
             }
             let ticket = tier.ticket(id);
@@ -674,20 +689,34 @@ impl Store {
         ids.iter().map(|id| self.get(id)).collect()
     }
 
-    /// Similarity search: not available until the arena lands; the query is still checked.
+    /// The `k` patterns whose embeddings are most similar to `query` (cosine), best first:
+    /// an int8 scan of the L2 arena, the best `2k` re-ranked with the f32 originals. A query
+    /// of the wrong dimension or with a non-finite value, or `k` of 0 or over 10,000, is
+    /// `InvalidInput`.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
-        if query.len() != self.cfg().embedding_dim {
-            return Err(Error::invalid(format!(
-                "query has {} dimensions; this store holds {}",
-                query.len(),
-                self.cfg().embedding_dim
-            )));
+        self.search_with(query, k, &SearchOptions::default())
+    }
+
+    /// [`search`](Self::search) with filters (kind, minimum confidence), the re-ranking
+    /// factor, and the ReasoningBank blend; see [`SearchOptions`]. Results with no write in
+    /// between are served from the L3 query cache.
+    pub fn search_with(&self, query: &[f32], k: usize, options: &SearchOptions) -> Result<Vec<Hit>> {
+        if k == 0 {
+            return Err(Error::invalid("k must be at least 1"));
         }
-        if query.iter().any(|v| !v.is_finite()) || k == 0 {
-            return Err(Error::invalid("query values must be finite and k positive"));
-        }
+        let Some(l2) = self.shared.l2.as_ref() else {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "search: this read-only store has no valid arena (open it writable once to rebuild it)",
+            ));
+        };
         self.shared.metrics.searches.incr();
-        Err(Error::new(ErrorKind::Unsupported, "search: unsupported until the L2 arena lands"))
+        let started = Instant::now();
+        let hits = self.pool.with(|reader| {
+            l2.search(query, k, options, &mut |rowid, kind| reader.id_of_rowid(rowid, kind))
+        })?;
+        self.shared.metrics.search_ns.record_duration(started.elapsed());
+        Ok(hits)
     }
 
     /// Durability barrier: returns once every write submitted before the call is committed.
@@ -788,6 +817,7 @@ impl Store {
         m.slow_queries.threshold_us = sh.cfg.slow_query_threshold.as_micros() as u64;
         m.slow_queries.count = sh.slow.count();
         m.slow_queries.recent = sh.slow.recent();
+        m.l2 = sh.l2.as_ref().map(|l2| l2.metrics());
         m.rss_bytes = metrics::rss_bytes();
         m
     }

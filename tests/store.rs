@@ -311,7 +311,10 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     }
     assert_eq!(store.search(&[0.0; 7], 10).unwrap_err().kind(), ErrorKind::InvalidInput);
     assert_eq!(store.search(&[f32::NAN; 8], 10).unwrap_err().kind(), ErrorKind::InvalidInput);
-    assert_eq!(store.search(&[0.1; 8], 10).unwrap_err().kind(), ErrorKind::Unsupported);
+    assert_eq!(store.search(&[0.1; 8], 0).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(store.search(&[0.1; 8], 10_001).unwrap_err().kind(), ErrorKind::InvalidInput);
+    let hits = store.search(&[0.1; 8], 10).unwrap();
+    assert!(hits.iter().all(|h| h.id == "good"), "only the good pattern was stored: {hits:?}");
     store.flush().unwrap();
     assert_eq!(store.count().unwrap(), before_count);
     assert_eq!(*store.get("good").unwrap().unwrap(), good);

@@ -14,13 +14,18 @@ use crate::sync::{Arc, Condvar, Mutex};
 
 pub(crate) struct Reader {
     get: Statement,
+    id_of_rowid: Statement,
     conn: Connection,
 }
 
 impl Reader {
     fn open(cfg: &Config, slow: &Arc<SlowLog>) -> Result<Self> {
         let conn = schema::open_reader(cfg, Some(Arc::clone(slow)), false)?;
-        Ok(Self { get: conn.prepare(SELECT_PATTERN)?, conn })
+        Ok(Self {
+            get: conn.prepare(SELECT_PATTERN)?,
+            id_of_rowid: conn.prepare("SELECT id, kind FROM patterns WHERE rid = ?1")?,
+            conn,
+        })
     }
 
     /// The connection, for one-off queries.
@@ -30,6 +35,14 @@ impl Reader {
 
     pub fn get(&mut self, id: &str) -> Result<Option<Pattern>> {
         self.get.query_row(&id_param(id), pattern_from_row)
+    }
+
+    /// The id of the pattern at `rowid`, if it exists and (when given) has `kind`.
+    pub fn id_of_rowid(&mut self, rowid: i64, kind: Option<&str>) -> Result<Option<String>> {
+        let found = self.id_of_rowid.query_row(&[crate::sqlite::ffi::Value::Int(rowid)], |row| {
+            Ok((row.text(0).unwrap_or_default().to_owned(), row.text(1).unwrap_or_default().to_owned()))
+        })?;
+        Ok(found.and_then(|(id, k)| kind.is_none_or(|want| want == k).then_some(id)))
     }
 }
 

@@ -1,11 +1,11 @@
 //! File set-up: pragmas, schema, and the checks that a file is ours and matches the config.
 //!
-//! ## Schema (version 1)
+//! ## Schema (version 2)
 //!
 //! ```sql
 //! meta     (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID
 //! patterns (rid INTEGER PRIMARY KEY, id TEXT UNIQUE, kind, data BLOB, embedding BLOB,
-//!           created_at_ms)
+//!           created_at_ms, seq)
 //! stats    (id TEXT PRIMARY KEY, confidence REAL, usage_count, success_count,
 //!           failure_count, last_used_ms) WITHOUT ROWID
 //! ```
@@ -22,12 +22,17 @@
 //!   compact tree; no second index.
 //!
 //! No index on kind or confidence yet: no query filters on them in SQL.
+//!
+//! `patterns.seq` is the number of the writer batch that last wrote the row, and
+//! `meta.last_batch` the last batch committed: the L2 arena records the last batch it holds,
+//! and after an unclean stop catches up with the rows of later batches (`crate::l2`). Version
+//! 1 files (without them) are upgraded in place at open.
 
 use crate::config::{Config, Synchronous};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sqlite::ffi::{Connection, Value};
 
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 const FORMAT: &str = "patternbank";
 
 const CREATE: &str = "
@@ -38,7 +43,8 @@ CREATE TABLE patterns(
     kind TEXT NOT NULL,
     data BLOB NOT NULL,
     embedding BLOB,
-    created_at_ms INTEGER NOT NULL
+    created_at_ms INTEGER NOT NULL,
+    seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE stats(
     id TEXT PRIMARY KEY,
@@ -89,6 +95,7 @@ pub(crate) fn open_writer(
                 ("schema_version", SCHEMA_VERSION.to_string()),
                 ("embedding_model", cfg.embedding_model.clone()),
                 ("embedding_dim", cfg.embedding_dim.to_string()),
+                ("last_batch", "0".to_owned()),
             ] {
                 ins.execute(&[Value::Text(k), Value::Text(&v)])?;
             }
@@ -102,6 +109,7 @@ pub(crate) fn open_writer(
             }
         }
     } else {
+        upgrade(&conn)?;
         check_meta(&conn, cfg)?;
         conn.execute_batch("PRAGMA journal_mode = WAL;")?;
     }
@@ -147,6 +155,33 @@ pub(crate) fn read_meta(conn: &Connection) -> Result<std::collections::HashMap<S
         Ok(())
     })?;
     Ok(out)
+}
+
+/// Upgrades a version 1 file (the spine's) to version 2 in one transaction.
+fn upgrade(conn: &Connection) -> Result<()> {
+    let version =
+        conn.query_strings("SELECT value FROM meta WHERE key = 'schema_version'").unwrap_or_default();
+    if version.first().map(String::as_str) != Some("1") {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN IMMEDIATE; \
+         ALTER TABLE patterns ADD COLUMN seq INTEGER NOT NULL DEFAULT 0; \
+         INSERT OR REPLACE INTO meta(key, value) VALUES ('last_batch', '0'); \
+         UPDATE meta SET value = '2' WHERE key = 'schema_version'; \
+         COMMIT;",
+    )
+    .inspect_err(|_| {
+        let _ = conn.execute_batch("ROLLBACK;");
+    })
+}
+
+/// The last batch the writer committed (`meta.last_batch`).
+pub(crate) fn last_batch(conn: &Connection) -> Result<u64> {
+    let v = conn.query_strings("SELECT value FROM meta WHERE key = 'last_batch'")?;
+    v.first()
+        .map_or(Ok(0), |s| s.parse::<u64>())
+        .map_err(|_| Error::new(ErrorKind::Corrupt, format!("meta.last_batch is not a number: {v:?}")))
 }
 
 fn check_meta(conn: &Connection, cfg: &Config) -> Result<()> {

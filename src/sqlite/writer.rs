@@ -25,6 +25,7 @@ type IdMap<'a, V> = HashMap<&'a str, V, foldhash::fast::RandomState>;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::l2::L2Writer;
 use crate::pattern::OutcomeSum;
 use crate::queue::{Control, OutcomeOp, PutOp, Receivers};
 use crate::sqlite::embedding_bytes;
@@ -32,25 +33,39 @@ use crate::sqlite::ffi::{Connection, Statement, Value};
 use crate::store::Shared;
 use crate::sync::{thread, Arc, Ordering};
 
-const UPSERT_PATTERN: &str = "INSERT INTO patterns(id, kind, data, embedding, created_at_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, \
-     data = excluded.data, embedding = excluded.embedding, created_at_ms = excluded.created_at_ms";
+const UPSERT_PATTERN: &str = "INSERT INTO patterns(id, kind, data, embedding, created_at_ms, seq) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, \
+     data = excluded.data, embedding = excluded.embedding, created_at_ms = excluded.created_at_ms, \
+     seq = excluded.seq RETURNING rid";
 const UPSERT_STATS: &str = "INSERT OR REPLACE INTO stats(id, confidence, usage_count, \
      success_count, failure_count, last_used_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 const APPLY_OUTCOMES: &str = "UPDATE stats SET confidence = min(1.0, max(0.0, ?2 * confidence + ?3)), \
      usage_count = usage_count + ?4, success_count = success_count + ?5, \
-     failure_count = failure_count + ?6, last_used_ms = max(last_used_ms, ?7) WHERE id = ?1";
+     failure_count = failure_count + ?6, last_used_ms = max(last_used_ms, ?7) WHERE id = ?1 \
+     RETURNING confidence, last_used_ms";
+const SET_LAST_BATCH: &str = "UPDATE meta SET value = ?1 WHERE key = 'last_batch'";
 
-/// Binds and runs the two upserts of one pattern.
-fn upsert(upsert_pattern: &mut Statement, upsert_stats: &mut Statement, p: &crate::Pattern) -> Result<()> {
+/// Binds and runs the two upserts of one pattern, written by batch `batch`; returns its rowid.
+fn upsert(
+    upsert_pattern: &mut Statement,
+    upsert_stats: &mut Statement,
+    p: &crate::Pattern,
+    batch: u64,
+) -> Result<i64> {
     let emb = p.embedding.as_deref().map(embedding_bytes);
-    upsert_pattern.execute(&[
-        Value::Text(&p.id),
-        Value::Text(&p.kind),
-        Value::Blob(&p.data),
-        emb.as_deref().map_or(Value::Null, Value::Blob),
-        Value::Int(p.created_at_ms),
-    ])?;
+    let rowid = upsert_pattern
+        .query_row(
+            &[
+                Value::Text(&p.id),
+                Value::Text(&p.kind),
+                Value::Blob(&p.data),
+                emb.as_deref().map_or(Value::Null, Value::Blob),
+                Value::Int(p.created_at_ms),
+                Value::Int(batch as i64),
+            ],
+            |row| Ok(row.i64(0)),
+        )?
+        .ok_or_else(|| Error::new(ErrorKind::Sqlite, "the pattern upsert returned no rowid"))?;
     upsert_stats.execute(&[
         Value::Text(&p.id),
         Value::Real(p.confidence),
@@ -59,7 +74,7 @@ fn upsert(upsert_pattern: &mut Statement, upsert_stats: &mut Statement, p: &crat
         Value::Int(p.failure_count as i64),
         Value::Int(p.last_used_ms),
     ])?;
-    Ok(())
+    Ok(rowid)
 }
 
 /// Why a transaction failed.
@@ -92,6 +107,7 @@ struct Statements {
     upsert_pattern: Statement,
     upsert_stats: Statement,
     apply_outcomes: Statement,
+    set_last_batch: Statement,
 }
 
 pub(crate) struct Writer {
@@ -103,6 +119,27 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     /// Whether something was committed since the last idle vacuum.
     dirty_since_vacuum: bool,
+    /// The arena's writer side (`crate::l2`).
+    l2: L2Writer,
+    /// The number of the last committed batch (`meta.last_batch`).
+    batch: u64,
+    /// What the current transaction learnt, per unit: a put's rowid, an outcome's new
+    /// (confidence, last use). Consumed by `publish`.
+    effects: Vec<Effect>,
+}
+
+/// What applying a unit returned.
+#[derive(Clone, Copy)]
+enum Effect {
+    Put {
+        rowid: i64,
+    },
+    Outcome {
+        confidence: f64,
+        last_used_ms: i64,
+    },
+    /// Outcomes of an id that does not exist.
+    Missing,
 }
 
 /// Marks the writer stopped however it ends (normal return or panic), so no caller waits
@@ -124,7 +161,7 @@ fn position_reached(head: usize, target: usize) -> bool {
 }
 
 impl Writer {
-    pub fn new(conn: Connection, rx: Receivers, shared: Arc<Shared>) -> Result<Self> {
+    pub fn new(conn: Connection, rx: Receivers, shared: Arc<Shared>, l2: L2Writer) -> Result<Self> {
         let stmts = Statements {
             begin: conn.prepare("BEGIN IMMEDIATE")?,
             commit: conn.prepare("COMMIT")?,
@@ -132,8 +169,10 @@ impl Writer {
             upsert_pattern: conn.prepare(UPSERT_PATTERN)?,
             upsert_stats: conn.prepare(UPSERT_STATS)?,
             apply_outcomes: conn.prepare(APPLY_OUTCOMES)?,
+            set_last_batch: conn.prepare(SET_LAST_BATCH)?,
         };
-        Ok(Self { stmts, conn, rx, shared, dirty_since_vacuum: false })
+        let batch = super::schema::last_batch(&conn)?;
+        Ok(Self { stmts, conn, rx, shared, dirty_since_vacuum: false, l2, batch, effects: Vec::new() })
     }
 
     pub fn run(mut self) {
@@ -172,6 +211,7 @@ impl Writer {
                 self.shared.ack_flush(ticket);
             }
             if shutdown {
+                self.sync_arena();
                 let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
                 return;
             }
@@ -179,6 +219,7 @@ impl Writer {
                 let wait = match pending_since {
                     Some(t) => interval.saturating_sub(t.elapsed()),
                     None => {
+                        self.sync_arena();
                         self.idle_vacuum();
                         interval
                     }
@@ -340,12 +381,17 @@ impl Writer {
         let started = Instant::now();
         self.begin().map_err(Failure::Begin)?;
         let mut missing = Vec::new();
+        self.effects.clear();
+        let batch = self.batch + 1;
         let applied = (|| {
             for (i, unit) in units.iter().enumerate() {
-                if !self.apply(unit)? {
+                let effect = self.apply(unit, batch)?;
+                if let Effect::Missing = effect {
                     missing.push(i);
                 }
+                self.effects.push(effect);
             }
+            self.stmts.set_last_batch.execute(&[Value::Text(&batch.to_string())])?;
             self.shared.tier.begin_commit();
             self.stmts.commit.execute(&[])
         })();
@@ -357,6 +403,7 @@ impl Writer {
             self.end_commit_if_open();
             return Err(Failure::Write(e));
         }
+        self.batch = batch;
         let m = &self.shared.metrics;
         m.commit_ns.record_duration(started.elapsed());
         m.batches.incr();
@@ -388,34 +435,64 @@ impl Writer {
         }
     }
 
-    /// Applies one unit; `Ok(false)` for outcomes of an id that does not exist.
-    fn apply(&mut self, unit: &Unit) -> Result<bool> {
+    /// Applies one unit as part of batch `batch`.
+    fn apply(&mut self, unit: &Unit, batch: u64) -> Result<Effect> {
         match unit {
             Unit::Put(op) => {
-                upsert(&mut self.stmts.upsert_pattern, &mut self.stmts.upsert_stats, &op.pattern)?;
-                Ok(true)
+                let rowid =
+                    upsert(&mut self.stmts.upsert_pattern, &mut self.stmts.upsert_stats, &op.pattern, batch)?;
+                Ok(Effect::Put { rowid })
             }
             Unit::Outcomes { id, sum, .. } => {
-                let changed = self.stmts.apply_outcomes.execute(&[
-                    Value::Text(id),
-                    Value::Real(sum.a),
-                    Value::Real(sum.b),
-                    Value::Int(sum.uses() as i64),
-                    Value::Int(sum.successes as i64),
-                    Value::Int(sum.failures as i64),
-                    Value::Int(sum.last_used_ms),
-                ])?;
-                Ok(changed > 0)
+                let changed = self.stmts.apply_outcomes.query_row(
+                    &[
+                        Value::Text(id),
+                        Value::Real(sum.a),
+                        Value::Real(sum.b),
+                        Value::Int(sum.uses() as i64),
+                        Value::Int(sum.successes as i64),
+                        Value::Int(sum.failures as i64),
+                        Value::Int(sum.last_used_ms),
+                    ],
+                    |row| Ok(Effect::Outcome { confidence: row.f64(0), last_used_ms: row.i64(1) }),
+                )?;
+                Ok(changed.unwrap_or(Effect::Missing))
+            }
+        }
+    }
+
+    /// Syncs the arena to disk if it changed (idle or closing). A failure loses no write
+    /// (SQLite has it; the arena catches up at the next open): it is counted in the L2
+    /// metrics, not reported as a failed write.
+    fn sync_arena(&mut self) {
+        if let Err(e) = self.l2.idle() {
+            if let Some(l2) = self.shared.l2.as_ref() {
+                l2.record_error(&e);
             }
         }
     }
 
     /// After a commit: overlay clean-up, L1 updates, failures for unknown ids, metrics.
     fn publish(&mut self, units: Vec<Unit>, missing: Vec<usize>) {
-        let sh = &self.shared;
+        let sh = Arc::clone(&self.shared);
         let mut missing = missing.into_iter().peekable();
         let mut max_seq = 0;
+        let effects = std::mem::take(&mut self.effects);
+        let mut arena_error = None;
         for (i, unit) in units.iter().enumerate() {
+            // The arena follows SQLite: a record per put with an embedding, confidences in
+            // place. A failure here loses nothing (SQLite has the write; the arena catches up
+            // at the next open) but is reported.
+            let arena = match (unit, effects.get(i)) {
+                (Unit::Put(op), Some(Effect::Put { rowid })) => self.l2.put(*rowid, &op.pattern, &self.conn),
+                (Unit::Outcomes { id, .. }, Some(Effect::Outcome { confidence, last_used_ms })) => {
+                    self.l2.outcome(id, *confidence, *last_used_ms, &self.conn)
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = arena {
+                arena_error.get_or_insert(e);
+            }
             match unit {
                 Unit::Put(op) => {
                     sh.tier.put_committed(&op.pattern.id, op.seq);
@@ -437,6 +514,14 @@ impl Writer {
                     sh.metrics.committed_outcomes.add(*count);
                     sh.metrics.coalesced_updates.incr();
                 }
+            }
+        }
+        if let Some(l2) = sh.l2.as_ref() {
+            if let Err(e) = self.l2.end_batch(l2, self.batch, false) {
+                arena_error.get_or_insert(e);
+            }
+            if let Some(e) = arena_error {
+                l2.record_error(&e);
             }
         }
         sh.tier.end_commit();
@@ -478,7 +563,7 @@ pub(crate) fn raw_put_loop(
     for chunk in patterns.chunks(per_txn.max(1)) {
         begin.execute(&[])?;
         for p in chunk {
-            upsert(&mut upsert_pattern, &mut upsert_stats, p)?;
+            upsert(&mut upsert_pattern, &mut upsert_stats, p, 0)?;
         }
         commit.execute(&[])?;
     }

@@ -1,0 +1,537 @@
+//! L2 and L3 as the Store uses them: the int8 arena beside the database (`<db>.arena`,
+//! format in [`crate::arena`]), the scan of [`crate::search`], and the L3 cache of results.
+//!
+//! **The arena is derived from SQLite.** The writer thread appends a record for every
+//! committed put that carries an embedding (codes written after the SQLite commit), marks the
+//! pattern's previous record dead, and updates confidence and last use in place after
+//! committed outcomes. Each SQLite batch carries a number (`patterns.seq`, `meta.last_batch`)
+//! and the arena's header records the last batch it holds (`user_seq`); the arena is synced
+//! to disk at most every [`COMMIT_EVERY`] and when the writer goes idle or closes (records are
+//! visible to searches as soon as they are appended). At open:
+//! - a missing arena, or one that does not validate (truncated, damaged, other dimension,
+//!   model or version), is rebuilt from SQLite, and `metrics().l2.rebuilt` says why;
+//! - an arena behind SQLite (a crash between a SQLite commit and the arena's sync) catches up
+//!   with the batches it lacks, and its confidences are refreshed;
+//! - an arena ahead of SQLite (SQLite lost commits, e.g. power loss with `synchronous =
+//!   NORMAL`) is rebuilt.
+//!
+//! Search results are resolved to ids through SQLite by rowid, which also drops a record
+//! whose pattern changed kind since (a kind filter is checked again there).
+//!
+//! **L3**: results keyed by (query, k, options), tagged with the write epoch; the writer bumps
+//! the epoch after every committed batch, so any write makes every cached result miss.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::arena::{
+    Arena, ArenaError, ArenaParams, ArenaReader, ArenaWriter, Durability, OpenMode, QuantKind, RecordMeta,
+    FLAG_DEAD,
+};
+use crate::cache::{Cache, Policy};
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::Counter;
+use crate::pattern::{Hit, Pattern};
+use crate::search::{self, Blend, BlendInputs, BlendWeights, SearchError, SearchParams};
+use crate::sqlite::ffi::{Connection, Value};
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+
+/// How often, at most, the writer syncs the arena to disk while writes keep coming.
+pub(crate) const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// Results cached by the L3.
+const L3_ENTRIES: usize = 4096;
+/// The largest `k` a search accepts.
+pub const MAX_K: usize = 10_000;
+
+/// Options of [`crate::Store::search_with`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchOptions {
+    /// Only patterns of this kind.
+    pub kind: Option<String>,
+    /// Only patterns whose confidence is at least this.
+    pub min_confidence: Option<f32>,
+    /// Re-rank the best `k·rerank` int8 candidates with the f32 originals (default 2; 0 keeps
+    /// the int8 scores).
+    pub rerank: usize,
+    /// Score with DESIGN.md's ReasoningBank blend, `0.65·cos + 0.15·exp(−age_days/45) +
+    /// 0.20·confidence`, instead of the cosine alone.
+    pub blend: bool,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        Self { kind: None, min_confidence: None, rerank: search::DEFAULT_RERANK, blend: false }
+    }
+}
+
+/// The arena's state, for `metrics()`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct L2Metrics {
+    /// Records in the arena (live and superseded).
+    pub records: u64,
+    /// Why the arena was rebuilt from SQLite at open, if it was.
+    pub rebuilt: Option<String>,
+    /// Records appended at open to catch up with SQLite after an unclean stop.
+    pub caught_up: u64,
+    /// One header copy was damaged at open (the other was used; the next sync repairs it).
+    pub damaged_header: Option<String>,
+    /// Searches run.
+    pub searches: u64,
+    /// Searches served by the L3 query cache.
+    pub l3_hits: u64,
+    /// Arena operations that failed after their SQLite commit (the data is safe in SQLite;
+    /// the arena catches up at the next open).
+    pub errors: u64,
+    /// The last such error.
+    pub last_error: Option<String>,
+}
+
+fn arena_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".arena");
+    p.into()
+}
+
+fn params(cfg: &Config) -> ArenaParams {
+    ArenaParams::new(cfg.embedding_dim as u32, cfg.embedding_model.clone()).quant(QuantKind::PerVector, 0.0)
+}
+
+fn arena_error(context: &str, e: ArenaError) -> Error {
+    let kind = if e.needs_rebuild() { ErrorKind::Corrupt } else { ErrorKind::Io };
+    Error::new(kind, format!("{context}: {e}"))
+}
+
+/// A stable 32-bit id of a kind string for the arena's kind filter (FNV-1a; a collision only
+/// lets a record past the scan's filter, and the kind is checked again in SQLite).
+fn kind_id(kind: &str) -> u32 {
+    kind.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One cached search result.
+struct L3Entry {
+    epoch: u64,
+    query: Box<[u32]>,
+    k: usize,
+    options: SearchOptions,
+    hits: Arc<[Hit]>,
+}
+
+/// The read side, shared by every thread of the Store.
+pub(crate) struct L2 {
+    reader: ArenaReader,
+    dim: usize,
+    /// Bumped by the writer after every committed batch (L3 invalidation).
+    epoch: AtomicU64,
+    l3: Cache<u64, Arc<L3Entry>>,
+    hasher: foldhash::fast::RandomState,
+    searches: Counter,
+    l3_hits: Counter,
+    report: Mutex<L2Metrics>,
+}
+
+/// The writer thread's side.
+pub(crate) struct L2Writer {
+    arena: ArenaWriter,
+    /// Live slot of each pattern id: which record a new put supersedes, and where an
+    /// outcome's confidence goes. Built on the writer thread at its first need.
+    slot_of_id: Option<HashMap<Box<str>, u64>>,
+    codes: Vec<i8>,
+    /// Appended or updated since the last sync to disk.
+    dirty: bool,
+    last_sync: Instant,
+    durability: Durability,
+}
+
+impl L2 {
+    pub fn epoch(&self) -> u64 {
+        // Acquire: pairs with the writer's Release bump after it published its changes.
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// The writer committed a batch: every cached result is stale.
+    pub fn bump_epoch(&self) {
+        // Release: a search that sees the new epoch sees the records published before it.
+        self.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// An arena operation failed after its SQLite commit.
+    pub fn record_error(&self, e: &Error) {
+        let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        r.errors += 1;
+        r.last_error = Some(e.to_string());
+    }
+
+    pub fn metrics(&self) -> L2Metrics {
+        let mut m = self.report.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        m.records = self.reader.len();
+        m.searches = self.searches.get();
+        m.l3_hits = self.l3_hits.get();
+        m
+    }
+
+    fn l3_key(&self, query: &[u32], k: usize, options: &SearchOptions, epoch: u64) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        query.hash(&mut h);
+        k.hash(&mut h);
+        options.kind.hash(&mut h);
+        options.min_confidence.map(f32::to_bits).hash(&mut h);
+        options.rerank.hash(&mut h);
+        options.blend.hash(&mut h);
+        epoch.hash(&mut h);
+        h.finish()
+    }
+
+    /// Top `k` patterns by similarity to `query`, resolving slots to ids with `resolve`
+    /// (`rowid, kind filter → Some(id)` if the pattern still exists and matches).
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        options: &SearchOptions,
+        resolve: &mut dyn FnMut(i64, Option<&str>) -> Result<Option<String>>,
+    ) -> Result<Vec<Hit>> {
+        if query.len() != self.dim {
+            return Err(Error::invalid(format!(
+                "query has {} dimensions; this store holds {}-d embeddings",
+                query.len(),
+                self.dim
+            )));
+        }
+        if let Some(i) = query.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid(format!("query value {i} is {}", query[i])));
+        }
+        if k > MAX_K {
+            return Err(Error::invalid(format!("k = {k}; the limit is {MAX_K}")));
+        }
+        if options.min_confidence.is_some_and(|c| !c.is_finite()) {
+            return Err(Error::invalid("min_confidence is not a number"));
+        }
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        self.searches.incr();
+        let epoch = self.epoch();
+        let bits: Box<[u32]> = query.iter().map(|v| v.to_bits()).collect();
+        let key = self.l3_key(&bits, k, options, epoch);
+        if let Some(hit) = self.l3.get_with(&key, |e| {
+            (e.epoch == epoch && e.query == bits && e.k == k && e.options == *options)
+                .then(|| Arc::clone(&e.hits))
+        }) {
+            if let Some(hits) = hit {
+                self.l3_hits.incr();
+                return Ok(hits.to_vec());
+            }
+        }
+        let hits = self.scan(query, k, options, resolve)?;
+        let hits: Arc<[Hit]> = hits.into();
+        self.l3.insert(
+            key,
+            Arc::new(L3Entry { epoch, query: bits, k, options: options.clone(), hits: Arc::clone(&hits) }),
+        );
+        Ok(hits.to_vec())
+    }
+
+    fn scan(
+        &self,
+        query: &[f32],
+        k: usize,
+        options: &SearchOptions,
+        resolve: &mut dyn FnMut(i64, Option<&str>) -> Result<Option<String>>,
+    ) -> Result<Vec<Hit>> {
+        let view = self.reader.view();
+        let kind = options.kind.as_deref().map(kind_id);
+        let min_conf = options.min_confidence;
+        let filter = move |slot: u64| {
+            view.meta_of(slot).is_some_and(|m| {
+                m.flags & FLAG_DEAD == 0
+                    && kind.is_none_or(|k| m.kind == k)
+                    && min_conf.is_none_or(|c| m.confidence >= c)
+            })
+        };
+        let now = now_ms();
+        let inputs = move |slot: u64| {
+            let (created, confidence) =
+                view.meta_of(slot).map_or((now, 0.0), |m| (m.created_at_ms, m.confidence));
+            BlendInputs { age_days: ((now - created).max(0) as f32) / 86_400_000.0, confidence }
+        };
+        let blocks = view.chunks().map(|c| {
+            search::Block::new(
+                c.codes,
+                view.stride(),
+                c.count,
+                c.first_slot,
+                search::RowScales::PerVector(c.scales),
+            )
+            .expect("the arena's chunks have the layout the scan expects")
+        });
+        // A few more than k: a candidate can still drop out at resolution (deleted, or its
+        // kind changed since the record was written).
+        let want = k + k / 4 + 2;
+        let params = SearchParams {
+            k: want,
+            rerank: options.rerank,
+            filter: Some(&filter),
+            blend: options.blend.then(|| Blend { weights: BlendWeights::default(), inputs: &inputs }),
+        };
+        let scored = search::search(query, self.dim, blocks, &view, &params).map_err(search_error)?;
+        let mut hits = Vec::with_capacity(k);
+        let mut seen = std::collections::HashSet::new();
+        for s in scored {
+            let Some(meta) = view.meta_of(s.slot) else { continue };
+            if !seen.insert(meta.rowid) {
+                continue;
+            }
+            if let Some(id) = resolve(meta.rowid, options.kind.as_deref())? {
+                hits.push(Hit { id, score: s.score });
+                if hits.len() == k {
+                    break;
+                }
+            }
+        }
+        Ok(hits)
+    }
+}
+
+fn search_error(e: SearchError) -> Error {
+    Error::invalid(e.to_string())
+}
+
+impl search::Originals for crate::arena::View<'_> {
+    fn original(&self, slot: u64) -> Option<&[f32]> {
+        self.originals_of(slot)
+    }
+}
+
+impl L2Writer {
+    /// Appends the record of a committed put (`rowid` from SQLite) and retires the pattern's
+    /// previous record.
+    pub fn put(&mut self, rowid: i64, p: &Pattern, conn: &Connection) -> Result<()> {
+        self.ensure_map(conn)?;
+        let old = self.slot_of_id.as_mut().and_then(|m| m.remove(p.id.as_str()));
+        if let Some(slot) = old {
+            self.arena.set_flags(slot, FLAG_DEAD).map_err(|e| arena_error("arena", e))?;
+        }
+        let Some(embedding) = p.embedding.as_deref() else {
+            self.dirty |= old.is_some();
+            return Ok(());
+        };
+        let slot = self.append(rowid, p, embedding)?;
+        if let Some(m) = self.slot_of_id.as_mut() {
+            m.insert(p.id.as_str().into(), slot);
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, rowid: i64, p: &Pattern, embedding: &[f32]) -> Result<u64> {
+        let dim = embedding.len();
+        self.codes.resize(search::code_stride(dim), 0);
+        let scale = search::encode_into(embedding, search::Quantization::PerVector, &mut self.codes)
+            .map_err(search_error)?;
+        let meta = RecordMeta {
+            rowid,
+            flags: 0,
+            kind: kind_id(&p.kind),
+            confidence: p.confidence as f32,
+            created_at_ms: p.created_at_ms,
+            last_used_ms: p.last_used_ms,
+            scale,
+        };
+        self.dirty = true;
+        self.arena.append(&self.codes[..dim], embedding, &meta).map_err(|e| arena_error("arena append", e))
+    }
+
+    /// A committed outcome changed `id`'s confidence and last use.
+    pub fn outcome(&mut self, id: &str, confidence: f64, last_used_ms: i64, conn: &Connection) -> Result<()> {
+        self.ensure_map(conn)?;
+        let Some(&slot) = self.slot_of_id.as_ref().and_then(|m| m.get(id)) else { return Ok(()) };
+        self.arena.set_confidence(slot, confidence as f32).map_err(|e| arena_error("arena", e))?;
+        self.arena.touch(slot, last_used_ms).map_err(|e| arena_error("arena", e))?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Makes the batch's records visible to searches; syncs to disk when due (or `force`).
+    pub fn end_batch(&mut self, l2: &L2, batch: u64, force: bool) -> Result<()> {
+        self.arena.publish();
+        self.arena.set_user_seq(batch);
+        l2.bump_epoch();
+        self.dirty = true;
+        self.sync_if(force || self.last_sync.elapsed() >= COMMIT_EVERY)
+    }
+
+    /// Syncs to disk if anything changed since the last sync (the writer is idle or closing).
+    pub fn idle(&mut self) -> Result<()> {
+        self.sync_if(true)
+    }
+
+    fn sync_if(&mut self, due: bool) -> Result<()> {
+        if !(due && self.dirty) {
+            return Ok(());
+        }
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        self.arena.commit().map(drop).map_err(|e| arena_error("arena sync", e))
+    }
+
+    /// Builds the id → live slot map from the arena's records and SQLite's ids.
+    fn ensure_map(&mut self, conn: &Connection) -> Result<()> {
+        if self.slot_of_id.is_some() {
+            return Ok(());
+        }
+        let view = self.arena.reader();
+        let view = view.view();
+        let mut slot_of_rowid: HashMap<i64, u64> = HashMap::with_capacity(view.len() as usize);
+        for chunk in view.chunks() {
+            for i in 0..chunk.count {
+                let Some(m) = chunk.meta(i) else { continue };
+                if m.flags & FLAG_DEAD == 0 {
+                    slot_of_rowid.insert(m.rowid, chunk.first_slot + i as u64);
+                }
+            }
+        }
+        let mut map = HashMap::with_capacity(slot_of_rowid.len());
+        let mut stmt = conn.prepare("SELECT rid, id FROM patterns WHERE embedding IS NOT NULL")?;
+        stmt.for_each(&[], |row| {
+            if let (Some(&slot), Some(id)) = (slot_of_rowid.get(&row.i64(0)), row.text(1)) {
+                map.insert(id.into(), slot);
+            }
+            Ok(())
+        })?;
+        self.slot_of_id = Some(map);
+        Ok(())
+    }
+}
+
+/// Opens (creating, rebuilding or catching up) the arena of a writable store. `conn` is the
+/// writer's connection, not yet handed to the writer thread.
+pub(crate) fn open_writable(cfg: &Config, conn: &Connection) -> Result<(L2, L2Writer)> {
+    let path = arena_path(&cfg.path);
+    let params = params(cfg);
+    let durability = if cfg.arena_sync { Durability::Sync } else { Durability::NoSync };
+    let (arena, report) = Arena::open_or_replace(&path, &params, durability)
+        .map_err(|e| arena_error(&format!("opening {}", path.display()), e))?;
+    let last_batch = crate::sqlite::schema::last_batch(conn)?;
+    let mut metrics = L2Metrics {
+        damaged_header: report.damaged_copy.clone(),
+        rebuilt: report.replaced.as_ref().map(|e| e.to_string()),
+        ..Default::default()
+    };
+    let (arena, rebuild) = if report.user_seq > last_batch {
+        // The arena holds batches SQLite lost: start over.
+        drop(arena);
+        let why = format!("the arena holds batch {} but the database only {last_batch}", report.user_seq);
+        let (fresh, _) = Arena::create_new(&path, &params, durability)
+            .map_err(|e| arena_error(&format!("recreating {}", path.display()), e))?;
+        metrics.rebuilt = Some(why);
+        (fresh, true)
+    } else {
+        (arena, report.created || report.replaced.is_some())
+    };
+    let (reader, writer) = arena.into_parts();
+    let arena = writer.ok_or_else(|| Error::new(ErrorKind::Io, "the arena opened without its writer"))?;
+    let mut w = L2Writer {
+        arena,
+        slot_of_id: None,
+        codes: Vec::new(),
+        dirty: false,
+        last_sync: Instant::now(),
+        durability,
+    };
+    if rebuild {
+        // Every pattern with an embedding, in rowid order.
+        w.slot_of_id = Some(HashMap::new());
+        append_rows(&mut w, conn, "p.embedding IS NOT NULL", &[])?;
+        metrics.caught_up = 0;
+    } else if w.arena.user_seq() < last_batch {
+        let before = w.arena.appended();
+        let since = w.arena.user_seq() as i64;
+        append_rows(&mut w, conn, "p.embedding IS NOT NULL AND p.seq > ?1", &[Value::Int(since)])?;
+        metrics.caught_up = w.arena.appended() - before;
+        // Outcomes after the last sync changed confidences the arena did not record.
+        let mut stmt = conn.prepare("SELECT id, confidence, last_used_ms FROM stats")?;
+        let mut rows = Vec::new();
+        stmt.for_each(&[], |row| {
+            rows.push((row.text(0).unwrap_or_default().to_owned(), row.f64(1), row.i64(2)));
+            Ok(())
+        })?;
+        for (id, c, used) in rows {
+            w.outcome(&id, c, used, conn)?;
+        }
+    }
+    if rebuild || w.dirty {
+        w.arena.publish();
+        w.arena.set_user_seq(last_batch);
+        w.dirty = true;
+        w.sync_if(true)?;
+    }
+    let _ = w.durability;
+    let l2 = L2 {
+        reader,
+        dim: cfg.embedding_dim,
+        epoch: AtomicU64::new(0),
+        l3: Cache::new(L3_ENTRIES, Policy::Adaptive),
+        hasher: Default::default(),
+        searches: Counter::default(),
+        l3_hits: Counter::default(),
+        report: Mutex::new(metrics),
+    };
+    Ok((l2, w))
+}
+
+/// Appends the patterns matching `filter` (on `patterns p`), superseding their old records.
+fn append_rows(w: &mut L2Writer, conn: &Connection, filter: &str, params: &[Value<'_>]) -> Result<()> {
+    let sql = format!(
+        "SELECT p.rid, p.id, p.kind, p.embedding, p.created_at_ms, s.confidence, s.last_used_ms \
+         FROM patterns p JOIN stats s ON s.id = p.id WHERE {filter} ORDER BY p.rid"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = Vec::new();
+    stmt.for_each(params, |row| {
+        let embedding = crate::sqlite::embedding_from_bytes(row.blob(3))?;
+        let mut p =
+            Pattern::new(row.text(1).unwrap_or_default(), row.text(2).unwrap_or_default(), Vec::new());
+        p.embedding = Some(embedding);
+        p.created_at_ms = row.i64(4);
+        p.confidence = row.f64(5);
+        p.last_used_ms = row.i64(6);
+        rows.push((row.i64(0), p));
+        Ok(())
+    })?;
+    for (rowid, p) in rows {
+        w.put(rowid, &p, conn)?;
+    }
+    Ok(())
+}
+
+/// Opens the arena of a read-only store, if there is a valid one.
+pub(crate) fn open_read_only(cfg: &Config) -> Result<Option<L2>> {
+    let path = arena_path(&cfg.path);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let (arena, report) = match Arena::open(&path, &params(cfg), OpenMode::ReadOnly) {
+        Ok(a) => a,
+        Err(e) if e.needs_rebuild() => return Ok(None),
+        Err(e) => return Err(arena_error(&format!("opening {}", path.display()), e)),
+    };
+    Ok(Some(L2 {
+        reader: arena.reader(),
+        dim: cfg.embedding_dim,
+        epoch: AtomicU64::new(0),
+        l3: Cache::new(L3_ENTRIES, Policy::Adaptive),
+        hasher: Default::default(),
+        searches: Counter::default(),
+        l3_hits: Counter::default(),
+        report: Mutex::new(L2Metrics { damaged_header: report.damaged_copy, ..Default::default() }),
+    }))
+}
