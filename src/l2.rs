@@ -117,6 +117,10 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Resolves a record's rowid to its pattern's id, `None` if the pattern is gone or (when a
+/// kind is given) now of another kind.
+type Resolve<'a> = &'a mut dyn FnMut(i64, Option<&str>) -> Result<Option<String>>;
+
 /// One cached search result.
 struct L3Entry {
     epoch: u64,
@@ -198,7 +202,7 @@ impl L2 {
         query: &[f32],
         k: usize,
         options: &SearchOptions,
-        resolve: &mut dyn FnMut(i64, Option<&str>) -> Result<Option<String>>,
+        resolve: Resolve<'_>,
     ) -> Result<Vec<Hit>> {
         if query.len() != self.dim {
             return Err(Error::invalid(format!(
@@ -246,7 +250,7 @@ impl L2 {
         query: &[f32],
         k: usize,
         options: &SearchOptions,
-        resolve: &mut dyn FnMut(i64, Option<&str>) -> Result<Option<String>>,
+        resolve: Resolve<'_>,
     ) -> Result<Vec<Hit>> {
         let view = self.reader.view();
         let kind = options.kind.as_deref().map(kind_id);
