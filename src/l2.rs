@@ -227,14 +227,13 @@ impl L2 {
         let epoch = self.epoch();
         let bits: Box<[u32]> = query.iter().map(|v| v.to_bits()).collect();
         let key = self.l3_key(&bits, k, options, epoch);
-        if let Some(hit) = self.l3.get_with(&key, |e| {
+        let cached = self.l3.get_with(&key, |e| {
             (e.epoch == epoch && e.query == bits && e.k == k && e.options == *options)
                 .then(|| Arc::clone(&e.hits))
-        }) {
-            if let Some(hits) = hit {
-                self.l3_hits.incr();
-                return Ok(hits.to_vec());
-            }
+        });
+        if let Some(Some(hits)) = cached {
+            self.l3_hits.incr();
+            return Ok(hits.to_vec());
         }
         let hits = self.scan(query, k, options, resolve)?;
         let hits: Arc<[Hit]> = hits.into();
