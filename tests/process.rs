@@ -90,6 +90,21 @@ fn crash_at_random_moments_loses_nothing_flushed() {
                 assert_eq!(p.usage_count, 1, "round {round}: outcome of p{i} lost");
             }
         }
+        // The arena (written after each SQLite commit, synced once a second) caught up at the
+        // reopen: every pattern is searchable, exactly once. (All test embeddings are equal,
+        // so one query with k = count must return every id.)
+        let l2 = store.metrics().l2.expect("a writable store has an arena");
+        assert_eq!(l2.errors, 0, "round {round}: {l2:?}");
+        let query = pattern("p00000000", 8).embedding.unwrap();
+        let hits = store.search(&query, count.min(10_000)).unwrap();
+        let found: std::collections::HashSet<_> = hits.iter().map(|h| h.id.clone()).collect();
+        assert_eq!(found.len(), hits.len(), "round {round}: a pattern found twice");
+        if count <= 10_000 {
+            assert_eq!(hits.len(), count, "round {round}: {l2:?}");
+            for i in 0..max_flushed {
+                assert!(found.contains(&format!("p{i:08}")), "round {round}: p{i} not searchable");
+            }
+        }
         unreported.push(max_flushed..count);
         // Rows past the last reported flush may or may not be there; keep the ids dense for
         // the next child by closing cleanly.
