@@ -148,7 +148,7 @@ pub(crate) struct L2Writer {
     arena: ArenaWriter,
     /// Live slot of each pattern id: which record a new put supersedes, and where an
     /// outcome's confidence goes. Built on the writer thread at its first need.
-    slot_of_id: Option<HashMap<Box<str>, u64>>,
+    slot_of_id: Option<HashMap<Box<str>, u64, foldhash::fast::RandomState>>,
     codes: Vec<i8>,
     /// Appended or updated since the last sync to disk.
     dirty: bool,
@@ -393,7 +393,8 @@ impl L2Writer {
         }
         let view = self.arena.reader();
         let view = view.view();
-        let mut slot_of_rowid: HashMap<i64, u64> = HashMap::with_capacity(view.len() as usize);
+        let mut slot_of_rowid: HashMap<i64, u64, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(view.len() as usize, Default::default());
         for chunk in view.chunks() {
             for i in 0..chunk.count {
                 let Some(m) = chunk.meta(i) else { continue };
@@ -402,7 +403,7 @@ impl L2Writer {
                 }
             }
         }
-        let mut map = HashMap::with_capacity(slot_of_rowid.len());
+        let mut map = HashMap::with_capacity_and_hasher(slot_of_rowid.len(), Default::default());
         let mut stmt = conn.prepare("SELECT rid, id FROM patterns WHERE embedding IS NOT NULL")?;
         stmt.for_each(&[], |row| {
             if let (Some(&slot), Some(id)) = (slot_of_rowid.get(&row.i64(0)), row.text(1)) {
@@ -452,7 +453,7 @@ pub(crate) fn open_writable(cfg: &Config, conn: &Connection) -> Result<(L2, L2Wr
     };
     if rebuild {
         // Every pattern with an embedding, in rowid order.
-        w.slot_of_id = Some(HashMap::new());
+        w.slot_of_id = Some(HashMap::default());
         append_rows(&mut w, conn, "p.embedding IS NOT NULL", &[])?;
         metrics.caught_up = 0;
     } else if w.arena.user_seq() < last_batch {

@@ -47,6 +47,7 @@
 
 pub mod arena;
 pub mod cache;
+pub mod codec;
 mod config;
 mod error;
 mod l2;

@@ -1,4 +1,5 @@
-//! The command-line tool: import/export round trip, get, check, stats, and `bench --json`.
+//! The command-line tool: import/export round trip, get, check, stats, search, `bench --json`
+//! and `bench --search --json` (W2).
 
 mod common;
 
@@ -110,4 +111,134 @@ fn bench_json_reports_every_figure() {
     let cores = std::thread::available_parallelism().unwrap().get() as u64;
     assert_eq!(v["machine"]["cores"].as_u64(), Some(cores));
     assert!(v["machine"]["cpu_model"].as_str().is_some());
+}
+
+/// Writes `rows` as an NPY v1.0 file of little-endian f32 (`<f4`, C order).
+fn write_npy(path: &std::path::Path, rows: &[Vec<f32>]) {
+    let cols = rows.first().map_or(0, Vec::len);
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {cols}), }}", rows.len());
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in rows.iter().flatten() {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn search_finds_the_stored_embedding_first() {
+    const DIM: usize = 16;
+    let (dir, db) = common::temp_db();
+    let vectors = patternbank::workload::synthetic_embeddings(40, DIM, 4, 7);
+    let patterns: Vec<patternbank::Pattern> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let kind = if i % 2 == 0 { "coordination" } else { "learning" };
+            patternbank::Pattern::new(format!("s-{i:03}"), kind, b"{}".to_vec()).with_embedding(e.clone())
+        })
+        .collect();
+    let input = dir.path().join("in.jsonl");
+    let lines: Vec<String> = patterns.iter().map(|p| serde_json::to_string(p).unwrap()).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let (code, _, err) = run(cli().args(["import", "--dim", &DIM.to_string(), "--db"]).arg(&db).arg(&input));
+    assert_eq!(code, 0, "{err}");
+
+    let hits = |out: &str| -> Vec<(String, f64)> {
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["id"].as_str().unwrap().to_owned(), h["score"].as_f64().unwrap()))
+            .collect()
+    };
+
+    // The query as JSON, in the flag form and the positional form.
+    let query = serde_json::to_string(&vectors[7]).unwrap();
+    let (code, out, err) =
+        run(cli().args(["search", "--json", "-k", "5", "--query", &query, "--db"]).arg(&db));
+    assert_eq!(code, 0, "{err}");
+    let found = hits(&out);
+    assert_eq!(found.len(), 5, "{out}");
+    assert_eq!(found[0].0, "s-007", "{out}");
+    assert!((found[0].1 - 1.0).abs() < 1e-3, "{out}");
+    assert!(found.windows(2).all(|w| w[0].1 >= w[1].1), "best first: {out}");
+    let (code, out, err) = run(cli().args(["search", "--json", "--db"]).arg(&db).arg(&query));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(hits(&out).len(), 10);
+    assert_eq!(hits(&out)[0].0, "s-007");
+
+    // The query from a row of an .npy file, with a kind filter, R = 0 and the blend.
+    let npy = dir.path().join("q.npy");
+    write_npy(&npy, &vectors[10..14]);
+    let (code, out, err) = run(cli()
+        .args(["search", "--json", "--row", "2", "--kind", "coordination", "--rerank", "0", "--blend"])
+        .arg("--query-npy")
+        .arg(&npy)
+        .arg("--db")
+        .arg(&db));
+    assert_eq!(code, 0, "{err}");
+    let found = hits(&out);
+    assert_eq!(found[0].0, "s-012", "{out}");
+    assert!(
+        found.iter().all(|(id, _)| id[2..].parse::<usize>().unwrap() % 2 == 0),
+        "only the kind asked for: {out}"
+    );
+    let (code, out, err) =
+        run(cli().args(["search", "--row", "3", "--query-npy"]).arg(&npy).arg("--db").arg(&db));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("s-013"), "table output: {out}");
+    let (code, out, _) =
+        run(cli().args(["search", "--json", "--min-confidence", "0.9", "--query", &query, "--db"]).arg(&db));
+    assert_eq!(code, 0);
+    assert_eq!(hits(&out).len(), 0, "every pattern has confidence 0.5: {out}");
+
+    // Clear errors: wrong dimension (JSON and .npy), a bad row, a missing file, no query.
+    let (code, out, err) = run(cli().args(["search", "--query", "[0.5, 0.5, 0.5]", "--db"]).arg(&db));
+    assert_eq!(code, 2, "{out}");
+    assert!(err.contains("wrong dimension") && err.contains("3") && err.contains("16-d"), "{err}");
+    let narrow = dir.path().join("narrow.npy");
+    write_npy(&narrow, &[vec![0.5; 5]]);
+    let (code, _, err) = run(cli().arg("search").arg("--query-npy").arg(&narrow).arg("--db").arg(&db));
+    assert_eq!(code, 2);
+    assert!(err.contains("wrong dimension") && err.contains("5-d"), "{err}");
+    let (code, _, err) =
+        run(cli().args(["search", "--row", "4", "--query-npy"]).arg(&npy).arg("--db").arg(&db));
+    assert_eq!(code, 2);
+    assert!(err.contains("row 4 is out of range") && err.contains("4 row(s)"), "{err}");
+    let (code, _, err) =
+        run(cli().arg("search").arg("--query-npy").arg(dir.path().join("absent.npy")).arg("--db").arg(&db));
+    assert_eq!(code, 2);
+    assert!(err.contains("does not exist"), "{err}");
+    let (code, _, err) = run(cli().args(["search", "--query", "not json", "--db"]).arg(&db));
+    assert_eq!(code, 2);
+    assert!(err.contains("not a JSON array"), "{err}");
+    let (code, _, err) = run(cli().args(["search", "--db"]).arg(&db));
+    assert_eq!(code, 2);
+    assert!(err.contains("no query"), "{err}");
+}
+
+#[test]
+fn bench_search_json_reports_w2() {
+    let (code, out, err) = run(cli().args(["bench", "--search", "--json", "--synthetic", "2000"]));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let w2 = &v["w2"];
+    assert!(w2["p50_us"].as_f64().is_some_and(|x| x > 0.0), "{w2}");
+    assert!(w2["p99_us"].as_f64() >= w2["p50_us"].as_f64(), "{w2}");
+    assert_eq!(w2["base"], 2000);
+    assert_eq!(w2["stored"], 2000);
+    assert_eq!(w2["queries"], 100);
+    assert_eq!(w2["l3_hits"], 0, "every timed search ran the scan: {w2}");
+    // N ≤ 100,000: exact ground truth by brute force, so recall is reported.
+    assert!(w2["recall_at_10"].as_f64().is_some_and(|r| r > 0.8), "{w2}");
+    assert!(w2["recall_at_10_rescored"].as_f64().is_some_and(|r| r >= 0.98), "{w2}");
+    assert!(v.get("w1").is_none() && v.get("w3").is_none(), "--search alone runs only W2: {v}");
+    assert!(err.contains("W2"), "progress on stderr: {err}");
 }

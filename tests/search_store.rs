@@ -158,7 +158,8 @@ fn a_damaged_arena_is_rebuilt_from_sqlite() {
     let (_dir, path) = temp_db();
     store_of(120, &path).close().unwrap();
     let arena = arena_of(&path);
-    let damage: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Harm<'a> = Box<dyn Fn() + 'a>;
+    let damage: Vec<(&str, Harm)> = vec![
         ("missing", Box::new(|| std::fs::remove_file(&arena).unwrap())),
         (
             "truncated",

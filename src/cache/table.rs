@@ -65,6 +65,11 @@ impl Expiry for Deadline {
 
 /// An entry. `prev`, `next` and the region bits of `meta` belong to the shard's policy and are
 /// touched only under the shard lock (atomics, `Relaxed`, because readers share the node).
+///
+/// Aligned to 16 so a slot's pointer has 4 free low bits: they carry 4 bits of the key's hash
+/// (`tag_of`), and a probe derefs only the nodes whose tag matches (1 in 16 of the others).
+/// A node of a `u64` key and value is 32 bytes either way.
+#[repr(align(16))]
 pub(super) struct Node<K, V, E> {
     pub key: K,
     pub value: V,
@@ -92,6 +97,12 @@ impl<K, V, E> Node<K, V, E> {
 
 /// A tombstone: a null pointer tagged 1. An empty slot is an untagged null.
 const TOMBSTONE: usize = 1;
+
+/// The tag a node's slot pointer carries: the hash's top 4 bits.
+#[inline]
+fn tag_of(hash: u32) -> usize {
+    (hash >> 28) as usize
+}
 
 pub(super) struct Table<K, V, E> {
     slots: Box<[Atomic<Node<K, V, E>>]>,
@@ -128,18 +139,22 @@ impl<K, V, E> Table<K, V, E> {
         Q: Eq + ?Sized,
     {
         let n = self.slots.len();
+        let tag = tag_of(hash);
         let mut i = self.home(hash);
         for _ in 0..n {
             // Acquire: pairs with the Release store that published the node, so its fields
             // are visible whole.
             let p = self.slots[i].load(Ordering::Acquire, guard);
-            match node_ref(p) {
-                Some(node) if node.hash == hash && node.key.borrow() == key => {
-                    return Some((i as u32, node));
+            if p.is_null() {
+                if p.tag() != TOMBSTONE {
+                    return None;
                 }
-                Some(_) => {}
-                None if p.tag() == TOMBSTONE => {}
-                None => return None,
+            } else if p.tag() == tag {
+                if let Some(node) = node_ref(p) {
+                    if node.hash == hash && node.key.borrow() == key {
+                        return Some((i as u32, node));
+                    }
+                }
             }
             i = if i + 1 == n { 0 } else { i + 1 };
         }
@@ -168,12 +183,15 @@ impl<K, V, E> Table<K, V, E> {
 
     /// Publishes `node` in a vacant `slot`. Writer only.
     pub fn publish(&self, slot: u32, node: Shared<'_, Node<K, V, E>>) {
+        let tag = node_ref(node).map_or(0, |n| tag_of(n.hash));
         // Release: the node's fields are written before any reader can reach it.
-        self.slots[slot as usize].store(node, Ordering::Release);
+        self.slots[slot as usize].store(node.with_tag(tag), Ordering::Release);
     }
 
     /// Replaces the node in `slot` and retires the old one. Writer only.
     pub fn replace(&self, slot: u32, node: Owned<Node<K, V, E>>, guard: &Guard) {
+        let tag = tag_of(node.hash);
+        let node = node.with_tag(tag);
         // AcqRel: Release publishes the new node; Acquire orders our later retirement of the
         // old one after everything that happened to it.
         let old = self.slots[slot as usize].swap(node, Ordering::AcqRel, guard);

@@ -477,22 +477,7 @@ impl Writer {
         let sh = Arc::clone(&self.shared);
         let mut missing = missing.into_iter().peekable();
         let mut max_seq = 0;
-        let effects = std::mem::take(&mut self.effects);
-        let mut arena_error = None;
         for (i, unit) in units.iter().enumerate() {
-            // The arena follows SQLite: a record per put with an embedding, confidences in
-            // place. A failure here loses nothing (SQLite has the write; the arena catches up
-            // at the next open) but is reported.
-            let arena = match (unit, effects.get(i)) {
-                (Unit::Put(op), Some(Effect::Put { rowid })) => self.l2.put(*rowid, &op.pattern, &self.conn),
-                (Unit::Outcomes { id, .. }, Some(Effect::Outcome { confidence, last_used_ms })) => {
-                    self.l2.outcome(id, *confidence, *last_used_ms, &self.conn)
-                }
-                _ => Ok(()),
-            };
-            if let Err(e) = arena {
-                arena_error.get_or_insert(e);
-            }
             match unit {
                 Unit::Put(op) => {
                     sh.tier.put_committed(&op.pattern.id, op.seq);
@@ -516,18 +501,40 @@ impl Writer {
                 }
             }
         }
-        if let Some(l2) = sh.l2.as_ref() {
-            if let Err(e) = self.l2.end_batch(l2, self.batch, false) {
-                arena_error.get_or_insert(e);
-            }
-            if let Some(e) = arena_error {
-                l2.record_error(&e);
-            }
-        }
+        // The L1 is coherent again: misses may fill it while the arena catches up below.
         sh.tier.end_commit();
         // Relaxed: a statistic (flush ordering goes through the ack mutex).
         sh.committed_seq.fetch_max(max_seq, Ordering::Relaxed);
         self.dirty_since_vacuum = true;
+        self.follow_in_arena(&units);
+    }
+
+    /// The arena follows SQLite: a record per committed put with an embedding, confidences
+    /// in place, then the batch published to searches (before any flush of it is
+    /// acknowledged). A failure loses nothing (SQLite has the write; the arena catches up at
+    /// the next open) and is counted in the L2 metrics.
+    fn follow_in_arena(&mut self, units: &[Unit]) {
+        let Some(l2) = self.shared.l2.as_ref() else { return };
+        let effects = std::mem::take(&mut self.effects);
+        let mut error = None;
+        for (unit, effect) in units.iter().zip(&effects) {
+            let done = match (unit, effect) {
+                (Unit::Put(op), Effect::Put { rowid }) => self.l2.put(*rowid, &op.pattern, &self.conn),
+                (Unit::Outcomes { id, .. }, Effect::Outcome { confidence, last_used_ms }) => {
+                    self.l2.outcome(id, *confidence, *last_used_ms, &self.conn)
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = done {
+                error.get_or_insert(e);
+            }
+        }
+        if let Err(e) = self.l2.end_batch(l2, self.batch, false) {
+            error.get_or_insert(e);
+        }
+        if let Some(e) = error {
+            l2.record_error(&e);
+        }
     }
 
     /// Returns free pages to the file system when the writer has nothing to do.
