@@ -800,6 +800,8 @@ fn w1(
         "record_outcome": summary(&h[1]),
         "put": summary(&h[2]),
         "l1_hit_ratio": l1 as f64 / answered,
+        // The store's own sampled latency of gets answered by the L1 (since open).
+        "get_l1_hit_p99_ns": m.latency_ns.get_l1_hit.p99,
         "failed_writes": m.writer.failed_writes,
         "rss_bytes": m.rss_bytes,
     }))
