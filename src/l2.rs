@@ -37,7 +37,7 @@ use crate::cache::{Cache, Policy};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Counter;
-use crate::pattern::{Hit, Pattern};
+use crate::pattern::{Hit, OutcomeSum, Pattern};
 use crate::search::{self, Blend, BlendInputs, BlendWeights, SearchError, SearchParams};
 use crate::sqlite::ffi::{Connection, Value};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
@@ -353,14 +353,28 @@ impl L2Writer {
         self.arena.append(&self.codes[..dim], embedding, &meta).map_err(|e| arena_error("arena append", e))
     }
 
-    /// A committed outcome changed `id`'s confidence and last use.
-    pub fn outcome(&mut self, id: &str, confidence: f64, last_used_ms: i64, conn: &Connection) -> Result<()> {
+    /// Committed outcomes changed `id`'s confidence and last use: the arena applies the same
+    /// affine map to its own copy (the writer reads nothing back from SQLite).
+    pub fn outcome(&mut self, id: &str, sum: &OutcomeSum, conn: &Connection) -> Result<()> {
         self.ensure_map(conn)?;
         let Some(&slot) = self.slot_of_id.as_ref().and_then(|m| m.get(id)) else { return Ok(()) };
+        let meta = self.arena.meta(slot).map_err(|e| arena_error("arena", e))?;
+        let confidence = (sum.a * meta.confidence as f64 + sum.b).clamp(0.0, 1.0);
+        self.set_stats(slot, confidence, meta.last_used_ms.max(sum.last_used_ms))
+    }
+
+    fn set_stats(&mut self, slot: u64, confidence: f64, last_used_ms: i64) -> Result<()> {
         self.arena.set_confidence(slot, confidence as f32).map_err(|e| arena_error("arena", e))?;
         self.arena.touch(slot, last_used_ms).map_err(|e| arena_error("arena", e))?;
         self.dirty = true;
         Ok(())
+    }
+
+    /// Sets `id`'s confidence and last use as SQLite has them (catching up after a crash).
+    fn refresh(&mut self, id: &str, confidence: f64, last_used_ms: i64, conn: &Connection) -> Result<()> {
+        self.ensure_map(conn)?;
+        let Some(&slot) = self.slot_of_id.as_ref().and_then(|m| m.get(id)) else { return Ok(()) };
+        self.set_stats(slot, confidence, last_used_ms)
     }
 
     /// Makes the batch's records visible to searches; syncs to disk when due (or `force`).
@@ -469,7 +483,7 @@ pub(crate) fn open_writable(cfg: &Config, conn: &Connection) -> Result<(L2, L2Wr
             Ok(())
         })?;
         for (id, c, used) in rows {
-            w.outcome(&id, c, used, conn)?;
+            w.refresh(&id, c, used, conn)?;
         }
     }
     if rebuild || w.dirty {

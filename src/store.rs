@@ -116,7 +116,9 @@ impl Cached {
 
 /// L1 + overlay + the fill protocol of the module docs.
 pub(crate) struct Tier {
-    pub l1: Cache<Box<str>, Cached>,
+    /// Keyed by `Arc<str>`: replacing an entry's value (every committed outcome, every fold)
+    /// makes a new node, and cloning its key is then a count bump, not an allocation.
+    pub l1: Cache<Arc<str>, Cached>,
     overlay: Box<[CachePadded<OverlayShard>]>,
     hasher: foldhash::fast::RandomState,
     commit_epoch: AtomicU64,

@@ -802,6 +802,8 @@ fn w1(
         "l1_hit_ratio": l1 as f64 / answered,
         // The store's own sampled latency of gets answered by the L1 (since open).
         "get_l1_hit_p99_ns": m.latency_ns.get_l1_hit.p99,
+        "l1": m.l1,
+        "get_hits": m.get_hits,
         "failed_writes": m.writer.failed_writes,
         "rss_bytes": m.rss_bytes,
     }))
