@@ -153,7 +153,6 @@ pub(crate) struct L2Writer {
     /// Appended or updated since the last sync to disk.
     dirty: bool,
     last_sync: Instant,
-    durability: Durability,
 }
 
 impl L2 {
@@ -267,16 +266,16 @@ impl L2 {
                 view.meta_of(slot).map_or((now, 0.0), |m| (m.created_at_ms, m.confidence));
             BlendInputs { age_days: ((now - created).max(0) as f32) / 86_400_000.0, confidence }
         };
-        let blocks = view.chunks().map(|c| {
-            search::Block::new(
-                c.codes,
-                view.stride(),
-                c.count,
-                c.first_slot,
-                search::RowScales::PerVector(c.scales),
-            )
-            .expect("the arena's chunks have the layout the scan expects")
-        });
+        // One block per 16,384-record chunk (a few dozen even at a million records). A chunk
+        // the scan cannot read is an error, not a panic.
+        let blocks = view
+            .chunks()
+            .map(|c| {
+                let scales = search::RowScales::PerVector(c.scales);
+                search::Block::new(c.codes, view.stride(), c.count, c.first_slot, scales)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::new(ErrorKind::Corrupt, format!("arena chunk layout: {e}")))?;
         // A few more than k: a candidate can still drop out at resolution (deleted, or its
         // kind changed since the record was written).
         let want = k + k / 4 + 2;
@@ -457,14 +456,8 @@ pub(crate) fn open_writable(cfg: &Config, conn: &Connection) -> Result<(L2, L2Wr
     };
     let (reader, writer) = arena.into_parts();
     let arena = writer.ok_or_else(|| Error::new(ErrorKind::Io, "the arena opened without its writer"))?;
-    let mut w = L2Writer {
-        arena,
-        slot_of_id: None,
-        codes: Vec::new(),
-        dirty: false,
-        last_sync: Instant::now(),
-        durability,
-    };
+    let mut w =
+        L2Writer { arena, slot_of_id: None, codes: Vec::new(), dirty: false, last_sync: Instant::now() };
     if rebuild {
         // Every pattern with an embedding, in rowid order.
         w.slot_of_id = Some(HashMap::default());
@@ -492,7 +485,6 @@ pub(crate) fn open_writable(cfg: &Config, conn: &Connection) -> Result<(L2, L2Wr
         w.dirty = true;
         w.sync_if(true)?;
     }
-    let _ = w.durability;
     let l2 = L2 {
         reader,
         dim: cfg.embedding_dim,
