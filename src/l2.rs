@@ -24,8 +24,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -92,12 +91,6 @@ pub struct L2Metrics {
     pub last_error: Option<String>,
 }
 
-fn arena_path(db: &Path) -> PathBuf {
-    let mut p = db.as_os_str().to_owned();
-    p.push(".arena");
-    p.into()
-}
-
 fn params(cfg: &Config) -> ArenaParams {
     ArenaParams::new(cfg.embedding_dim as u32, cfg.embedding_model.clone()).quant(QuantKind::PerVector, 0.0)
 }
@@ -111,10 +104,6 @@ fn arena_error(context: &str, e: ArenaError) -> Error {
 /// lets a record past the scan's filter, and the kind is checked again in SQLite).
 fn kind_id(kind: &str) -> u32 {
     kind.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Resolves a record's rowid to its pattern's id, `None` if the pattern is gone or (when a
@@ -172,6 +161,19 @@ impl L2 {
         let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
         r.errors += 1;
         r.last_error = Some(e.to_string());
+    }
+
+    fn new(reader: ArenaReader, dim: usize, report: L2Metrics) -> Self {
+        Self {
+            reader,
+            dim,
+            epoch: AtomicU64::new(0),
+            l3: Cache::new(L3_ENTRIES, Policy::Adaptive),
+            hasher: Default::default(),
+            searches: Counter::default(),
+            l3_hits: Counter::default(),
+            report: Mutex::new(report),
+        }
     }
 
     pub fn metrics(&self) -> L2Metrics {
@@ -260,7 +262,7 @@ impl L2 {
                     && min_conf.is_none_or(|c| m.confidence >= c)
             })
         };
-        let now = now_ms();
+        let now = crate::pattern::now_ms();
         let inputs = move |slot: u64| {
             let (created, confidence) =
                 view.meta_of(slot).map_or((now, 0.0), |m| (m.created_at_ms, m.confidence));
@@ -432,7 +434,7 @@ impl L2Writer {
 /// Opens (creating, rebuilding or catching up) the arena of a writable store. `conn` is the
 /// writer's connection, not yet handed to the writer thread.
 pub(crate) fn open_writable(cfg: &Config, conn: &Connection) -> Result<(L2, L2Writer)> {
-    let path = arena_path(&cfg.path);
+    let path = crate::store::sidecar(&cfg.path, ".arena");
     let params = params(cfg);
     let durability = if cfg.arena_sync { Durability::Sync } else { Durability::NoSync };
     let (arena, report) = Arena::open_or_replace(&path, &params, durability)
@@ -485,17 +487,7 @@ pub(crate) fn open_writable(cfg: &Config, conn: &Connection) -> Result<(L2, L2Wr
         w.dirty = true;
         w.sync_if(true)?;
     }
-    let l2 = L2 {
-        reader,
-        dim: cfg.embedding_dim,
-        epoch: AtomicU64::new(0),
-        l3: Cache::new(L3_ENTRIES, Policy::Adaptive),
-        hasher: Default::default(),
-        searches: Counter::default(),
-        l3_hits: Counter::default(),
-        report: Mutex::new(metrics),
-    };
-    Ok((l2, w))
+    Ok((L2::new(reader, cfg.embedding_dim, metrics), w))
 }
 
 /// Appends the patterns matching `filter` (on `patterns p`), superseding their old records.
@@ -525,7 +517,7 @@ fn append_rows(w: &mut L2Writer, conn: &Connection, filter: &str, params: &[Valu
 
 /// Opens the arena of a read-only store, if there is a valid one.
 pub(crate) fn open_read_only(cfg: &Config) -> Result<Option<L2>> {
-    let path = arena_path(&cfg.path);
+    let path = crate::store::sidecar(&cfg.path, ".arena");
     if !path.exists() {
         return Ok(None);
     }
@@ -534,14 +526,6 @@ pub(crate) fn open_read_only(cfg: &Config) -> Result<Option<L2>> {
         Err(e) if e.needs_rebuild() => return Ok(None),
         Err(e) => return Err(arena_error(&format!("opening {}", path.display()), e)),
     };
-    Ok(Some(L2 {
-        reader: arena.reader(),
-        dim: cfg.embedding_dim,
-        epoch: AtomicU64::new(0),
-        l3: Cache::new(L3_ENTRIES, Policy::Adaptive),
-        hasher: Default::default(),
-        searches: Counter::default(),
-        l3_hits: Counter::default(),
-        report: Mutex::new(L2Metrics { damaged_header: report.damaged_copy, ..Default::default() }),
-    }))
+    let report = L2Metrics { damaged_header: report.damaged_copy, ..Default::default() };
+    Ok(Some(L2::new(arena.reader(), cfg.embedding_dim, report)))
 }

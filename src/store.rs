@@ -327,9 +327,10 @@ pub struct Store {
     _lock: Option<std::fs::File>,
 }
 
-fn lock_path(db: &std::path::Path) -> std::path::PathBuf {
+/// A file beside the database: `<db><suffix>` (the write lock, the arena).
+pub(crate) fn sidecar(db: &std::path::Path, suffix: &str) -> std::path::PathBuf {
     let mut p = db.as_os_str().to_owned();
-    p.push(".lock");
+    p.push(suffix);
     p.into()
 }
 
@@ -337,7 +338,7 @@ fn lock_path(db: &std::path::Path) -> std::path::PathBuf {
 /// dies, however it dies.
 fn take_write_lock(db: &std::path::Path) -> Result<std::fs::File> {
     use std::io::{Read, Seek, Write};
-    let path = lock_path(db);
+    let path = sidecar(db, ".lock");
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
