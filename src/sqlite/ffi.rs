@@ -368,6 +368,13 @@ impl Statement {
         Ok(unsafe { sys::sqlite3_changes64(self.db()) } as u64)
     }
 
+    /// The rowid of the connection's most recent successful `INSERT` into a rowid table
+    /// (an upsert that updated does not change it).
+    pub fn last_insert_rowid(&self) -> i64 {
+        // SAFETY: live connection.
+        unsafe { sys::sqlite3_last_insert_rowid(self.db()) }
+    }
+
     /// Runs a query and maps its first row, if any.
     pub fn query_row<R>(
         &mut self,

@@ -36,7 +36,10 @@ use crate::sync::{thread, Arc, Ordering};
 const UPSERT_PATTERN: &str = "INSERT INTO patterns(id, kind, data, embedding, created_at_ms, seq) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, \
      data = excluded.data, embedding = excluded.embedding, created_at_ms = excluded.created_at_ms, \
-     seq = excluded.seq RETURNING rid";
+     seq = excluded.seq";
+/// The rowid of an upsert that updated (one that inserted is `last_insert_rowid`). Not
+/// `RETURNING`: it makes SQLite build an ephemeral table for every statement.
+const ROWID_OF_ID: &str = "SELECT rid FROM patterns WHERE id = ?1";
 const UPSERT_STATS: &str = "INSERT OR REPLACE INTO stats(id, confidence, usage_count, \
      success_count, failure_count, last_used_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 const APPLY_OUTCOMES: &str = "UPDATE stats SET confidence = min(1.0, max(0.0, ?2 * confidence + ?3)), \
@@ -44,28 +47,35 @@ const APPLY_OUTCOMES: &str = "UPDATE stats SET confidence = min(1.0, max(0.0, ?2
      failure_count = failure_count + ?6, last_used_ms = max(last_used_ms, ?7) WHERE id = ?1";
 const SET_LAST_BATCH: &str = "UPDATE meta SET value = ?1 WHERE key = 'last_batch'";
 
+/// The statements of a pattern upsert.
+struct Upsert<'a> {
+    pattern: &'a mut Statement,
+    stats: &'a mut Statement,
+    rowid_of_id: &'a mut Statement,
+}
+
 /// Binds and runs the two upserts of one pattern, written by batch `batch`; returns its rowid.
-fn upsert(
-    upsert_pattern: &mut Statement,
-    upsert_stats: &mut Statement,
-    p: &crate::Pattern,
-    batch: u64,
-) -> Result<i64> {
+fn upsert(s: Upsert<'_>, p: &crate::Pattern, batch: u64) -> Result<i64> {
     let emb = p.embedding.as_deref().map(embedding_bytes);
-    let rowid = upsert_pattern
-        .query_row(
-            &[
-                Value::Text(&p.id),
-                Value::Text(&p.kind),
-                Value::Blob(&p.data),
-                emb.as_deref().map_or(Value::Null, Value::Blob),
-                Value::Int(p.created_at_ms),
-                Value::Int(batch as i64),
-            ],
-            |row| Ok(row.i64(0)),
-        )?
-        .ok_or_else(|| Error::new(ErrorKind::Sqlite, "the pattern upsert returned no rowid"))?;
-    upsert_stats.execute(&[
+    let before = s.pattern.last_insert_rowid();
+    s.pattern.execute(&[
+        Value::Text(&p.id),
+        Value::Text(&p.kind),
+        Value::Blob(&p.data),
+        emb.as_deref().map_or(Value::Null, Value::Blob),
+        Value::Int(p.created_at_ms),
+        Value::Int(batch as i64),
+    ])?;
+    // A new row has a new rowid (never the previous insert's); an update leaves it alone.
+    let after = s.pattern.last_insert_rowid();
+    let rowid = if after != before {
+        after
+    } else {
+        s.rowid_of_id.query_row(&[Value::Text(&p.id)], |row| Ok(row.i64(0)))?.ok_or_else(|| {
+            Error::new(ErrorKind::Sqlite, format!("pattern {:?} vanished in its upsert", p.id))
+        })?
+    };
+    s.stats.execute(&[
         Value::Text(&p.id),
         Value::Real(p.confidence),
         Value::Int(p.usage_count as i64),
@@ -107,6 +117,7 @@ struct Statements {
     upsert_stats: Statement,
     apply_outcomes: Statement,
     set_last_batch: Statement,
+    rowid_of_id: Statement,
 }
 
 pub(crate) struct Writer {
@@ -165,6 +176,7 @@ impl Writer {
             upsert_stats: conn.prepare(UPSERT_STATS)?,
             apply_outcomes: conn.prepare(APPLY_OUTCOMES)?,
             set_last_batch: conn.prepare(SET_LAST_BATCH)?,
+            rowid_of_id: conn.prepare(ROWID_OF_ID)?,
         };
         let batch = super::schema::last_batch(&conn)?;
         Ok(Self { stmts, conn, rx, shared, dirty_since_vacuum: false, l2, batch, effects: Vec::new() })
@@ -434,8 +446,13 @@ impl Writer {
     fn apply(&mut self, unit: &Unit, batch: u64) -> Result<Effect> {
         match unit {
             Unit::Put(op) => {
-                let rowid =
-                    upsert(&mut self.stmts.upsert_pattern, &mut self.stmts.upsert_stats, &op.pattern, batch)?;
+                let st = &mut self.stmts;
+                let statements = Upsert {
+                    pattern: &mut st.upsert_pattern,
+                    stats: &mut st.upsert_stats,
+                    rowid_of_id: &mut st.rowid_of_id,
+                };
+                let rowid = upsert(statements, &op.pattern, batch)?;
                 Ok(Effect::Put { rowid })
             }
             Unit::Outcomes { id, sum, .. } => {
@@ -558,11 +575,17 @@ pub(crate) fn raw_put_loop(
     let mut commit = conn.prepare("COMMIT")?;
     let mut upsert_pattern = conn.prepare(UPSERT_PATTERN)?;
     let mut upsert_stats = conn.prepare(UPSERT_STATS)?;
+    let mut rowid_of_id = conn.prepare(ROWID_OF_ID)?;
     let started = Instant::now();
     for chunk in patterns.chunks(per_txn.max(1)) {
         begin.execute(&[])?;
         for p in chunk {
-            upsert(&mut upsert_pattern, &mut upsert_stats, p, 0)?;
+            let statements = Upsert {
+                pattern: &mut upsert_pattern,
+                stats: &mut upsert_stats,
+                rowid_of_id: &mut rowid_of_id,
+            };
+            upsert(statements, p, 0)?;
         }
         commit.execute(&[])?;
     }
