@@ -30,7 +30,7 @@ pub enum ErrorKind {
     Io,
     /// A write was committed by no batch: see [`crate::Store::failed_writes`].
     WriteFailed,
-    /// Not available yet in this version (for example `search` before the arena lands).
+    /// Not available here (for example `search` on a read-only store with no valid arena).
     Unsupported,
 }
 
