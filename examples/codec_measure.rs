@@ -45,7 +45,7 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     // A seeded sample of item indexes to train on; the rest is held out.
-    let mut rng = dstyle::Rng::new(7);
+    let mut rng = patternbank::workload::Rng::new(7);
     let mut picked = vec![false; N];
     let mut sample_ix = Vec::new();
     while sample_ix.len() < SAMPLES {

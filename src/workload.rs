@@ -207,6 +207,11 @@ impl Npy {
 
 /// Texts of `corpus.jsonl` (the base split), in file order.
 pub fn corpus_texts(shared: &Path) -> Result<Vec<(String, String)>> {
+    corpus_texts_where(shared, |split| split == "base")
+}
+
+/// `(source, text)` of every line of `corpus.jsonl` whose split `keep` accepts, in file order.
+pub fn corpus_texts_where(shared: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<(String, String)>> {
     #[derive(serde::Deserialize)]
     struct Line {
         split: String,
@@ -220,7 +225,7 @@ pub fn corpus_texts(shared: &Path) -> Result<Vec<(String, String)>> {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let l: Line =
             serde_json::from_str(line).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
-        if l.split == "base" {
+        if keep(&l.split) {
             out.push((l.source, l.text));
         }
     }
@@ -256,6 +261,66 @@ fn clip(s: &str, max: usize) -> &str {
     &s[..cut]
 }
 
+/// The `data` of item `i` of D(n): a JSON memory item `{title, description, content, tags,
+/// domain}` of 300–1500 bytes built from `texts` from item `i` on (filler words when `texts`
+/// is empty). Draws from `rng` exactly as `dataset` does for that item's data.
+fn memory_item(i: usize, texts: &[(String, String)], rng: &mut Rng) -> Vec<u8> {
+    let target = 300 + rng.below(1200) as usize;
+    let mut content = String::new();
+    let mut domain = String::from("synthetic");
+    let mut j = i;
+    while content.len() < target {
+        if texts.is_empty() {
+            content.push_str(FILLER[rng.below(FILLER.len() as u64) as usize]);
+            content.push(' ');
+        } else {
+            let (source, text) = &texts[j % texts.len()];
+            if j == i {
+                domain = source.split(':').next().unwrap_or("docs").to_owned();
+            }
+            content.push_str(text);
+            content.push(' ');
+            j += 1;
+        }
+    }
+    let words: Vec<&str> = content.split_whitespace().collect();
+    let title = clip(&words.iter().take(6).copied().collect::<Vec<_>>().join(" "), 60).to_owned();
+    let description = clip(&words.iter().take(14).copied().collect::<Vec<_>>().join(" "), 120).to_owned();
+    let tags: Vec<String> =
+        words.iter().filter(|w| w.len() > 4).take(3).map(|w| clip(w, 20).to_owned()).collect();
+    // Trim the content until the whole JSON item fits the target size.
+    let mut keep = content.len();
+    loop {
+        let json = serde_json::to_vec(&serde_json::json!({
+            "title": title,
+            "description": description,
+            "content": clip(&content, keep),
+            "tags": tags,
+            "domain": domain,
+        }))
+        .unwrap_or_default();
+        if json.len() <= target || keep == 0 {
+            break json;
+        }
+        keep = keep.saturating_sub(json.len() - target);
+    }
+}
+
+/// The `data` payloads of D(n) with `seed`, built from `texts` (`dataset` uses the base
+/// texts, and then payload i is `dataset(n, seed)[i].data`). Makes every draw `dataset`
+/// makes, so the items line up.
+pub fn payloads(n: usize, seed: u64, texts: &[(String, String)]) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let data = memory_item(i, texts, &mut rng);
+            rng.below(KINDS.len() as u64);
+            ulid_like(0, &mut rng);
+            data
+        })
+        .collect()
+}
+
 /// Dataset D(n) of DESIGN.md with `seed`. Uses `shared/` when present (real texts and, for
 /// n ≤ 20,000, real embeddings), synthetic text and vectors otherwise.
 pub fn dataset(n: usize, seed: u64) -> Result<Vec<Pattern>> {
@@ -277,45 +342,7 @@ pub fn dataset(n: usize, seed: u64) -> Result<Vec<Pattern>> {
     let start_ms = 1_760_000_000_000u64;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let target = 300 + rng.below(1200) as usize;
-        let mut content = String::new();
-        let mut domain = String::from("synthetic");
-        let mut j = i;
-        while content.len() < target {
-            if texts.is_empty() {
-                content.push_str(FILLER[rng.below(FILLER.len() as u64) as usize]);
-                content.push(' ');
-            } else {
-                let (source, text) = &texts[j % texts.len()];
-                if j == i {
-                    domain = source.split(':').next().unwrap_or("docs").to_owned();
-                }
-                content.push_str(text);
-                content.push(' ');
-                j += 1;
-            }
-        }
-        let words: Vec<&str> = content.split_whitespace().collect();
-        let title = clip(&words.iter().take(6).copied().collect::<Vec<_>>().join(" "), 60).to_owned();
-        let description = clip(&words.iter().take(14).copied().collect::<Vec<_>>().join(" "), 120).to_owned();
-        let tags: Vec<String> =
-            words.iter().filter(|w| w.len() > 4).take(3).map(|w| clip(w, 20).to_owned()).collect();
-        // Trim the content until the whole JSON item fits the target size.
-        let mut keep = content.len();
-        let data = loop {
-            let json = serde_json::to_vec(&serde_json::json!({
-                "title": title,
-                "description": description,
-                "content": clip(&content, keep),
-                "tags": tags,
-                "domain": domain,
-            }))
-            .unwrap_or_default();
-            if json.len() <= target || keep == 0 {
-                break json;
-            }
-            keep = keep.saturating_sub(json.len() - target);
-        };
+        let data = memory_item(i, &texts, &mut rng);
         let kind = KINDS[rng.below(KINDS.len() as u64) as usize];
         let id = ulid_like(start_ms + i as u64, &mut rng);
         let embedding = match &real {
@@ -346,6 +373,13 @@ mod tests {
         let b = ulid_like(1001, &mut rng);
         assert_eq!(a.len(), 26);
         assert!(a < b);
+    }
+
+    #[test]
+    fn payloads_line_up_with_the_dataset() {
+        let texts = shared_dir().map(|d| corpus_texts(&d).unwrap()).unwrap_or_default();
+        let data: Vec<Vec<u8>> = dataset(300, 9).unwrap().into_iter().map(|p| p.data).collect();
+        assert_eq!(payloads(300, 9, &texts), data);
     }
 
     #[test]

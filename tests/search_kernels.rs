@@ -3,7 +3,7 @@
 #[path = "search_support/mod.rs"]
 mod common;
 
-use common::Rng;
+use common::{random_i8, Rng};
 use patternbank::search::{
     code_stride, dot_f32_scalar, dot_i8_scalar, encode_into, per_vector_scale, quantize_into, Kernel,
     Quantization, QueryCodes, SearchError,
@@ -21,7 +21,7 @@ fn fill(rng: &mut Rng, v: &mut [i8], lo: i8) {
             0 => lo,
             1 => i8::MAX,
             2 => 0,
-            _ => rng.i8().max(lo),
+            _ => random_i8(rng).max(lo),
         };
     }
 }

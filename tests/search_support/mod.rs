@@ -1,9 +1,10 @@
-//! Shared by the tests, the `measure` example and the bench: NPY reading, seeded synthetic
-//! vectors, and an in-memory index laid out like the arena (aligned code blocks, row scales,
+//! Shared by the tests, the `search_measure` example and the bench: the shared W2 data (read
+//! with `workload::Npy`), seeded synthetic vectors (`workload`'s), and an in-memory index laid out like the arena (aligned code blocks, row scales,
 //! f32 originals).
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::path::{Path, PathBuf};
+pub use patternbank::workload::{shared_dir, Rng};
+use patternbank::workload::{synthetic_embeddings, Npy};
 
 use patternbank::search::{
     calibrate_global_scale, code_stride, encode_into, search_with, Block, FlatOriginals, Quantization,
@@ -12,66 +13,6 @@ use patternbank::search::{
 
 /// Rows per arena block (the arena's chunk size).
 pub const BLOCK_ROWS: usize = 65_536;
-
-/// `shared/` of the project: `$PATTERNBANK_SHARED`, else `../shared` from the crate root (and
-/// `../../shared`, where the scratch crate sits one level deeper than the main one).
-pub fn shared_dir() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [
-        std::env::var_os("PATTERNBANK_SHARED").map(PathBuf::from),
-        Some(root.join("../shared")),
-        Some(root.join("../../shared")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| p.join("data/embeddings/base.npy").is_file())
-}
-
-/// A little-endian NPY v1.0 array (`<f4` or `<i4`, C order, 1-d or 2-d): (rows, cols, bytes).
-pub fn read_npy(path: &Path, descr: &str) -> Result<(usize, usize, Vec<u8>), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let bad = |why: &str| format!("{}: {why}", path.display());
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" || bytes[6] != 1 {
-        return Err(bad("not an NPY v1 file"));
-    }
-    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let data_start = 10 + header_len;
-    let header = std::str::from_utf8(bytes.get(10..data_start).ok_or_else(|| bad("truncated header"))?)
-        .map_err(|_| bad("header is not text"))?;
-    if !header.contains(&format!("'descr': '{descr}'")) {
-        return Err(bad(&format!("expected descr {descr}: {header}")));
-    }
-    if !header.contains("'fortran_order': False") {
-        return Err(bad("Fortran order"));
-    }
-    let shape =
-        header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no shape"))?;
-    let dims: Vec<usize> = shape
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().map_err(|_| bad("bad shape")))
-        .collect::<Result<_, _>>()?;
-    let (rows, cols) = match dims[..] {
-        [r] => (r, 1),
-        [r, c] => (r, c),
-        _ => return Err(bad("not 1-d or 2-d")),
-    };
-    let data = bytes[data_start..].to_vec();
-    if data.len() != rows * cols * 4 {
-        return Err(bad("data size does not match the shape"));
-    }
-    Ok((rows, cols, data))
-}
-
-pub fn read_f32(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
-    let (r, c, d) = read_npy(path, "<f4")?;
-    Ok((r, c, d.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()))
-}
-
-pub fn read_i32(path: &Path) -> Result<(usize, usize, Vec<i32>), String> {
-    let (r, c, d) = read_npy(path, "<i4")?;
-    Ok((r, c, d.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()))
-}
 
 /// The shared W2 data: base vectors, dev queries, exact top-100 per query.
 pub struct SharedData {
@@ -85,9 +26,10 @@ pub struct SharedData {
 impl SharedData {
     pub fn load() -> Option<SharedData> {
         let dir = shared_dir()?.join("data/embeddings");
-        let (n, dim, base) = read_f32(&dir.join("base.npy")).expect("base.npy");
-        let (nq, qdim, queries) = read_f32(&dir.join("queries_dev.npy")).expect("queries_dev.npy");
-        let (ng, gt_width, gt) = read_i32(&dir.join("gt_dev_top100.npy")).expect("gt_dev_top100.npy");
+        let read = |name: &str| Npy::read(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (base, queries, gt) = (read("base.npy"), read("queries_dev.npy"), read("gt_dev_top100.npy"));
+        let ((n, dim), (nq, qdim), (ng, gt_width)) = (base.shape, queries.shape, gt.shape);
+        let (base, queries, gt) = (base.f32s().unwrap(), queries.f32s().unwrap(), gt.i32s().unwrap());
         assert_eq!((n, dim, qdim, ng), (20_000, 384, 384, nq), "unexpected shapes");
         Some(SharedData { dim, base, queries, gt, gt_width })
     }
@@ -105,61 +47,14 @@ impl SharedData {
     }
 }
 
-/// SplitMix64, as in patternbank's `workload::Rng`.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-
-    pub fn normal(&mut self) -> f64 {
-        let u1 = self.next_f64().max(1e-300);
-        let u2 = self.next_f64();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-
-    pub fn i8(&mut self) -> i8 {
-        self.next_u64() as i8
-    }
+/// A random `i8` over its whole range (−128 included).
+pub fn random_i8(rng: &mut Rng) -> i8 {
+    rng.next_u64() as i8
 }
 
-/// Seeded synthetic unit vectors, flattened: the generator of patternbank's
-/// `workload::synthetic_embeddings(n, dim, clusters, seed)`: `clusters` centres with N(0, 1)
-/// components; each vector is a uniformly chosen centre plus N(0, 0.6²) noise per component,
-/// normalised to unit length.
+/// Seeded synthetic unit vectors, flattened: `workload::synthetic_embeddings`.
 pub fn synthetic(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Rng::new(seed);
-    let centres: Vec<Vec<f64>> =
-        (0..clusters.max(1)).map(|_| (0..dim).map(|_| rng.normal()).collect()).collect();
-    let mut out = Vec::with_capacity(n * dim);
-    let mut v = vec![0f64; dim];
-    for _ in 0..n {
-        let c = &centres[rng.below(centres.len() as u64) as usize];
-        for (v, c) in v.iter_mut().zip(c) {
-            *v = c + 0.6 * rng.normal();
-        }
-        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
-        out.extend(v.iter().map(|x| (x / norm) as f32));
-    }
-    out
+    synthetic_embeddings(n, dim, clusters, seed).concat()
 }
 
 /// Vectors encoded like the arena: code rows of `code_stride(dim)` bytes in 64-byte-aligned
