@@ -12,8 +12,9 @@ mod dstyle;
 use std::time::Instant;
 
 use patternbank::codec::{
-    content_hash, decode_trajectory, encode_trajectory, generate_trajectory, train_dictionary_with, Codec,
-    Decoder, Dictionary, DictionarySet, Encoder, TrainParams, Trajectory, DEFAULT_MIN_SAVING,
+    content_hash, decode_trajectory, encode_trajectory, generate_trajectory, train_dictionary_with,
+    trajectory_plain_len, Codec, Decoder, Dictionary, DictionarySet, Encoder, TrainParams, Trajectory,
+    DEFAULT_MIN_SAVING,
 };
 
 const N: usize = 20_000;
@@ -334,22 +335,12 @@ fn json(t: &Trajectory) -> Vec<u8> {
         .unwrap()
 }
 
-/// A naive fixed-width binary: strings as u32 length + bytes (each step's action in full),
-/// then per step i64 timestamp, action, f32 reward, u32 count and f32 values.
-fn naive_binary_len(t: &Trajectory) -> usize {
-    4 + t.id.len()
-        + 4
-        + t.pattern_ids.iter().map(|p| 4 + p.len()).sum::<usize>()
-        + 4
-        + t.steps.iter().map(|s| 8 + 4 + s.action.len() + 4 + 4 + 4 * s.values.len()).sum::<usize>()
-}
-
 fn trajectories() {
     const COUNT: u64 = 1_000;
     println!("\n## Trajectories: generate_trajectory(0..{COUNT})");
     let ts: Vec<Trajectory> = (0..COUNT).map(generate_trajectory).collect();
     let json_total: usize = ts.iter().map(|t| json(t).len()).sum();
-    let naive_total: usize = ts.iter().map(naive_binary_len).sum();
+    let naive_total: usize = ts.iter().map(trajectory_plain_len).sum();
     let steps: usize = ts.iter().map(|t| t.steps.len()).sum();
     println!(
         "{COUNT} trajectories, {steps} steps: JSON {json_total} B ({:.1} B/step), naive binary {naive_total} B ({:.1} B/step)",

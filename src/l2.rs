@@ -336,6 +336,16 @@ impl L2Writer {
         Ok(())
     }
 
+    /// Retires the record of a deleted pattern.
+    pub fn delete(&mut self, id: &str, conn: &Connection) -> Result<()> {
+        self.ensure_map(conn)?;
+        if let Some(slot) = self.slot_of_id.as_mut().and_then(|m| m.remove(id)) {
+            self.arena.set_flags(slot, FLAG_DEAD).map_err(|e| arena_error("arena", e))?;
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
     fn append(&mut self, rowid: i64, p: &Pattern, embedding: &[f32]) -> Result<u64> {
         let dim = embedding.len();
         self.codes.resize(search::code_stride(dim), 0);
@@ -421,11 +431,17 @@ impl L2Writer {
         let mut map = HashMap::with_capacity_and_hasher(slot_of_rowid.len(), Default::default());
         let mut stmt = conn.prepare("SELECT rid, id FROM patterns WHERE embedding IS NOT NULL")?;
         stmt.for_each(&[], |row| {
-            if let (Some(&slot), Some(id)) = (slot_of_rowid.get(&row.i64(0)), row.text(1)) {
+            if let (Some(slot), Some(id)) = (slot_of_rowid.remove(&row.i64(0)), row.text(1)) {
                 map.insert(id.into(), slot);
             }
             Ok(())
         })?;
+        // Records whose row is gone: patterns deleted after the arena's last sync, before a
+        // crash. Retire them, so that a later pattern reusing the rowid is not found twice.
+        for slot in slot_of_rowid.into_values() {
+            self.arena.set_flags(slot, FLAG_DEAD).map_err(|e| arena_error("arena", e))?;
+            self.dirty = true;
+        }
         self.slot_of_id = Some(map);
         Ok(())
     }

@@ -53,6 +53,7 @@ mod error;
 mod l2;
 pub mod metrics;
 mod pattern;
+mod payload;
 mod queue;
 pub mod search;
 mod sqlite;
@@ -61,11 +62,13 @@ mod sync;
 pub mod trace;
 pub mod workload;
 
+pub use codec::{Step, Trajectory};
 pub use config::{Config, Synchronous};
 pub use error::{Error, ErrorKind, Result, TryError};
 pub use l2::{L2Metrics, SearchOptions};
 pub use metrics::Metrics;
 pub use pattern::{Hit, Outcome, Pattern};
+pub use payload::{CodecBytes, CodecMetrics, DictionaryInfo, RecompressReport, StorageStats};
 pub use store::{CheckReport, FailedWrite, Store};
 
 /// Internals exposed to the loom suite only.

@@ -370,6 +370,8 @@ pub struct Metrics {
     pub slow_queries: SlowQueries,
     /// The L2 arena and the L3 query cache (`None`: a read-only store without an arena).
     pub l2: Option<crate::l2::L2Metrics>,
+    /// Payload codecs, dedup and dictionaries.
+    pub codec: crate::payload::CodecMetrics,
     /// Resident set size of the process (0 where the platform does not tell).
     pub rss_bytes: u64,
 }
@@ -524,6 +526,23 @@ impl Metrics {
             c.capacity_bytes as f64 / 1048576.0,
             c.evictions,
             c.pending_entries
+        );
+        let k = &self.codec;
+        let (raw_in, stored): (u64, u64) =
+            k.by_codec.iter().fold((0, 0), |(a, b), c| (a + c.bytes_in, b + c.bytes_stored));
+        let _ = writeln!(
+            s,
+            "  codec           {} (dictionary {} of {})  {} B in, {} B stored ({:.1} % saved)  dedup hits {}  trainings {}  encode p50 {}  decode p50 {}",
+            k.codec,
+            k.dictionary_id,
+            k.dictionaries,
+            raw_in,
+            stored,
+            if raw_in == 0 { 0.0 } else { 100.0 * (1.0 - stored as f64 / raw_in as f64) },
+            k.dedup_hits,
+            k.trainings,
+            fmt_ns(k.encode_ns.p50),
+            fmt_ns(k.decode_ns.p50)
         );
         let _ = writeln!(
             s,

@@ -38,12 +38,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{Cache, Policy};
+use crate::codec::Trajectory;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result, TryError};
 use crate::l2::SearchOptions;
 use crate::metrics::{self, Metrics, Registry, SlowLog};
 use crate::pattern::{Hit, Outcome, OutcomeSum, Pattern};
-use crate::queue::{Control, EnqueueError, Lanes, OutcomeOp, PutOp, SmallId};
+use crate::payload::{DictionaryInfo, Payloads, RecompressReport};
+use crate::queue::{Control, EnqueueError, Lanes, OutcomeOp, PutOp, SmallId, Write};
 use crate::sqlite::{self, ReadPool};
 use crate::sync::{thread, Arc, AtomicU64, CachePadded, Condvar, Mutex, Ordering};
 
@@ -69,11 +71,29 @@ struct OverlayShard {
     generation: AtomicU64,
 }
 
-type Pending = HashMap<Box<str>, Arc<Pattern>, foldhash::fast::RandomState>;
+type Pending = HashMap<Box<str>, PendingWrite, foldhash::fast::RandomState>;
 
-/// Removes the overlay entry of `id` if it is still the put `seq` (a newer put stays).
+/// An uncommitted write of an id, as the overlay serves it.
+#[derive(Clone)]
+pub(crate) enum PendingWrite {
+    /// A put: `get` returns it.
+    Put(Arc<Pattern>),
+    /// A delete (write `seq`): `get` finds nothing.
+    Delete { seq: u64 },
+}
+
+impl PendingWrite {
+    fn seq(&self) -> u64 {
+        match self {
+            PendingWrite::Put(p) => p.version,
+            PendingWrite::Delete { seq } => *seq,
+        }
+    }
+}
+
+/// Removes the overlay entry of `id` if it is still write `seq` (a newer write stays).
 fn remove_pending(pending: &mut Pending, id: &str, seq: u64) {
-    if pending.get(id).is_some_and(|p| p.version == seq) {
+    if pending.get(id).is_some_and(|p| p.seq() == seq) {
         pending.remove(id);
     }
 }
@@ -156,14 +176,26 @@ impl Tier {
     fn insert_put(&self, p: &Arc<Pattern>) {
         let shard = self.shard(&p.id);
         let mut pending = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.insert(p.id.as_str().into(), Arc::clone(p));
+        pending.insert(p.id.as_str().into(), PendingWrite::Put(Arc::clone(p)));
         self.l1.insert(p.id.as_str().into(), Cached::new(p));
         // Release: pairs with the Acquire in `ticket`; a miss that saw the old generation
         // will not install over this put.
         shard.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Undoes `insert_put` for a write that will never commit (full queue, failed batch).
+    /// Makes a delete visible: a tombstone in the overlay, the L1 entry gone, generation
+    /// bumped, all under the shard lock.
+    fn insert_delete(&self, id: &str, seq: u64) {
+        let shard = self.shard(id);
+        let mut pending = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.insert(id.into(), PendingWrite::Delete { seq });
+        self.l1.remove(id);
+        // Release: as in `insert_put`.
+        shard.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Undoes `insert_put` or `insert_delete` for a write that will never commit (full queue,
+    /// failed batch).
     pub fn withdraw_put(&self, id: &str, seq: u64) {
         let shard = self.shard(id);
         let mut pending = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -173,7 +205,7 @@ impl Tier {
         shard.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// The writer committed the put `seq`: SQLite serves it from now on.
+    /// The writer committed the put or delete `seq`: SQLite serves it from now on.
     pub fn put_committed(&self, id: &str, seq: u64) {
         let shard = self.shard(id);
         remove_pending(&mut shard.pending.lock().unwrap_or_else(|e| e.into_inner()), id, seq);
@@ -210,7 +242,7 @@ impl Tier {
         Some(p)
     }
 
-    pub fn pending(&self, id: &str) -> Option<Arc<Pattern>> {
+    pub fn pending(&self, id: &str) -> Option<PendingWrite> {
         self.shard(id).pending.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
     }
 
@@ -270,6 +302,9 @@ pub(crate) struct FlushState {
     pub next_ticket: AtomicU64,
 }
 
+/// Uncommitted trajectories by id, with the write sequence number that wrote them.
+type PendingTrajectories = HashMap<Box<str>, (u64, Arc<Trajectory>)>;
+
 /// What the Store, its writer thread and its callers share.
 pub(crate) struct Shared {
     pub cfg: Config,
@@ -284,6 +319,10 @@ pub(crate) struct Shared {
     pub committed_seq: AtomicU64,
     /// L2 + L3; `None` for a read-only store without a valid arena.
     pub l2: Option<crate::l2::L2>,
+    /// Codecs, dictionaries and their counters.
+    pub payloads: Payloads,
+    /// Trajectories written but not yet committed (read your writes), by id.
+    pub pending_trajectories: Mutex<PendingTrajectories>,
 }
 
 impl Shared {
@@ -296,6 +335,32 @@ impl Shared {
             list.pop_front();
         }
         list.push_back(FailedWrite { op: op.into(), id: id.into(), seq, error: error.to_string() });
+    }
+
+    /// Takes back from the read path a write that will never commit.
+    pub fn withdraw(&self, op: &PutOp) {
+        match &op.write {
+            Write::Trajectory { trajectory, .. } => self.trajectory_done(&trajectory.id, op.seq),
+            _ => self.tier.withdraw_put(op.id(), op.seq),
+        }
+    }
+
+    /// The writer committed `op`: SQLite serves it from now on.
+    pub fn committed(&self, op: &PutOp) {
+        match &op.write {
+            Write::Trajectory { trajectory, .. } => self.trajectory_done(&trajectory.id, op.seq),
+            _ => {
+                self.tier.put_committed(op.id(), op.seq);
+                self.metrics.committed_puts.incr();
+            }
+        }
+    }
+
+    fn trajectory_done(&self, id: &str, seq: u64) {
+        let mut pending = self.pending_trajectories.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.get(id).is_some_and(|(s, _)| *s == seq) {
+            pending.remove(id);
+        }
     }
 
     /// Acknowledges flush tickets up to `ticket`.
@@ -401,6 +466,10 @@ impl Store {
             None => (None, None),
         };
         let pool = ReadPool::open(&cfg, &slow)?;
+        let payloads = match &writer_conn {
+            Some(conn) => Payloads::open(&cfg, conn)?,
+            None => pool.with(|r| Payloads::open(&cfg, r.conn()))?,
+        };
         let read_only = cfg.read_only;
         let shared = Arc::new(Shared {
             tier: Tier::new(&cfg),
@@ -413,6 +482,8 @@ impl Store {
             flush: FlushState { acked: Mutex::new(0), cv: Condvar::new(), next_ticket: AtomicU64::new(1) },
             committed_seq: AtomicU64::new(0),
             l2,
+            payloads,
+            pending_trajectories: Mutex::new(HashMap::new()),
         });
         let writer = match writer_conn.zip(l2_writer) {
             Some((conn, l2_writer)) => {
@@ -503,12 +574,44 @@ impl Store {
     fn stage_put(&self, mut pattern: Pattern) -> Result<PutOp> {
         self.writable()?;
         self.validate(&pattern)?;
+        let payload = self.shared.payloads.encode(&pattern.data)?;
+        if self.shared.payloads.note_for_training(&payload) {
+            self.spawn_training();
+        }
         let seq = self.shared.lanes.take_seq();
         pattern.version = seq;
         pattern.embedding_model = None;
         let pattern = Arc::new(pattern);
         self.shared.tier.insert_put(&pattern);
-        Ok(PutOp { seq, pattern })
+        Ok(PutOp { seq, write: Write::Pattern { pattern, payload } })
+    }
+
+    /// Trains a dictionary in the background (the automatic triggers of `crate::payload`):
+    /// on its own read connection, then installed through the writer. A failure is counted in
+    /// the L2-independent codec metrics by not installing; the store goes on without it.
+    fn spawn_training(&self) {
+        let shared = Arc::clone(&self.shared);
+        let spawned = thread::Builder::new().name("patternbank-train".into()).spawn(move || {
+            // The puts that triggered it may not be committed yet: give the writer a few
+            // batch intervals to commit enough samples.
+            let mut installed = None;
+            if let Ok(conn) = sqlite::schema::open_reader(&shared.cfg, None, false) {
+                for _ in 0..10 {
+                    match train_and_install(&shared, &conn) {
+                        Ok(None) => thread::sleep(shared.cfg.batch_interval + Duration::from_millis(10)),
+                        Ok(Some(info)) => {
+                            installed = Some(info);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            shared.payloads.training_done(installed.map(|i| i.saved_ratio));
+        });
+        if spawned.is_err() {
+            self.shared.payloads.training_done(None);
+        }
     }
 
     /// Stores `pattern`, replacing any pattern with its id (counters included).
@@ -539,10 +642,185 @@ impl Store {
         Ok(())
     }
 
-    /// Takes back from the read path a put that was not enqueued.
+    /// Takes back from the read path a write that was not enqueued.
     fn withdraw(&self, e: &EnqueueError<PutOp>) {
         let (EnqueueError::Full(op) | EnqueueError::Closed(op)) = e;
-        self.shared.tier.withdraw_put(&op.pattern.id, op.seq);
+        self.shared.withdraw(op);
+    }
+
+    /// Enqueues a staged put-lane write, blocking on a full ring like `put`.
+    fn enqueue_write(&self, op: PutOp, what: &str) -> Result<()> {
+        let lanes = &self.shared.lanes;
+        lanes.push_blocking(&lanes.puts, lanes.batch_puts, op).map_err(|e| {
+            self.withdraw(&e);
+            if matches!(e, EnqueueError::Full(_)) {
+                self.shared.metrics.enqueue_timeouts.incr();
+            }
+            e.into_error(what, lanes.enqueue_timeout)
+        })
+    }
+
+    /// Deletes pattern `id` (nothing happens if it does not exist).
+    ///
+    /// Like `put`, returns once the delete is queued and visible: `get` finds nothing from
+    /// every thread from now on; durable after the next [`Store::flush`]. The pattern's row,
+    /// stats and search record go, and its reference to its stored data (the data itself goes
+    /// with its last reference). Lock-free on the queue; blocks only on a full ring.
+    pub fn delete(&self, id: &str) -> Result<()> {
+        self.writable()?;
+        self.validate_id(id)?;
+        let seq = self.shared.lanes.take_seq();
+        self.shared.tier.insert_delete(id, seq);
+        self.enqueue_write(PutOp { seq, write: Write::Delete { id: id.into() } }, "delete")
+    }
+
+    /// Stores trajectory `t`, replacing any with its id: its timestamps and values
+    /// delta-encoded, then compressed (`crate::codec::encode_trajectory`).
+    ///
+    /// Goes through the same ring and writer as `put`: returns once queued, readable by
+    /// [`Store::get_trajectory`] at once, durable after the next [`Store::flush`]. An empty
+    /// or over-long id, more than 1,000,000 steps, a step with over 4,096 values, an action
+    /// over 4 KiB or a pattern id that `put` would refuse is `InvalidInput`, and nothing is
+    /// written.
+    pub fn put_trajectory(&self, t: Trajectory) -> Result<()> {
+        self.writable()?;
+        self.validate_trajectory(&t)?;
+        let (blob, json_len) = self.shared.payloads.encode_trajectory(&t)?;
+        let seq = self.shared.lanes.take_seq();
+        let t = Arc::new(t);
+        self.shared
+            .pending_trajectories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(t.id.as_str().into(), (seq, Arc::clone(&t)));
+        self.enqueue_write(
+            PutOp { seq, write: Write::Trajectory { trajectory: t, blob, json_len } },
+            "put_trajectory",
+        )
+    }
+
+    fn validate_trajectory(&self, t: &Trajectory) -> Result<()> {
+        self.validate_id(&t.id).map_err(|e| Error::invalid(format!("trajectory {}", e.message())))?;
+        for p in &t.pattern_ids {
+            self.validate_id(p).map_err(|e| Error::invalid(format!("trajectory pattern {}", e.message())))?;
+        }
+        if t.steps.len() > 1_000_000 {
+            return Err(Error::invalid(format!(
+                "trajectory {:?} has {} steps (at most 1,000,000)",
+                t.id,
+                t.steps.len()
+            )));
+        }
+        if let Some(i) = t.steps.iter().position(|s| s.values.len() > 4096 || s.action.len() > 4096) {
+            return Err(Error::invalid(format!(
+                "trajectory {:?} step {i} has over 4,096 values or an action over 4 KiB",
+                t.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// The trajectory `id`, or `None`. An uncommitted one comes from memory; a committed one
+    /// is read and decoded (allocates). A row that does not decode is `Corrupt`, naming it.
+    pub fn get_trajectory(&self, id: &str) -> Result<Option<Trajectory>> {
+        self.validate_id(id)?;
+        if let Some((_, t)) =
+            self.shared.pending_trajectories.lock().unwrap_or_else(|e| e.into_inner()).get(id)
+        {
+            return Ok(Some(Trajectory::clone(t)));
+        }
+        let payloads = &self.shared.payloads;
+        self.pool.with(|r| {
+            let mut stmt = r.conn().prepare("SELECT blob FROM trajectories WHERE id = ?1")?;
+            let blob = stmt.query_row(&[sqlite::ffi::Value::Text(id)], |row| Ok(row.blob(0).to_vec()))?;
+            blob.map(|b| payloads.decode_trajectory(&b, id, r.conn())).transpose()
+        })
+    }
+
+    /// Trains a new compression dictionary on the most recent stored payloads (up to 2,000)
+    /// and makes it the one new values use. Rows written before keep the dictionary they name
+    /// and stay readable; [`Store::recompress`] rewrites them with the new one. Blocks for
+    /// the training (≈ 0.2 s for 2,000 samples) and one writer transaction. Fewer than 64
+    /// stored payloads is `InvalidInput`.
+    pub fn train_dictionary(&self) -> Result<DictionaryInfo> {
+        self.writable()?;
+        let payloads = &self.shared.payloads;
+        if payloads.training.swap(true, Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::Locked, "a dictionary is being trained already"));
+        }
+        let result = self.pool.with(|r| train_and_install(&self.shared, r.conn()));
+        payloads.training_done(result.as_ref().ok().and_then(|i| i.as_ref().map(|i| i.saved_ratio)));
+        result?.ok_or_else(|| Error::invalid("train_dictionary: fewer than 64 payloads are stored"))
+    }
+
+    /// What the store's data takes on disk, by codec, with its dictionaries and trajectories
+    /// (aggregates over the tables; nothing is decoded).
+    pub fn storage(&self) -> Result<crate::payload::StorageStats> {
+        self.pool.with(|r| crate::payload::StorageStats::read(r.conn()))
+    }
+
+    /// Rewrites every stored value that does not use the configured codec and the latest
+    /// dictionary, when that makes it smaller: decoded and re-encoded here, 1,000 to a
+    /// writer transaction. Contents do not change, so reads are unaffected throughout.
+    pub fn recompress(&self) -> Result<RecompressReport> {
+        self.writable()?;
+        let payloads = &self.shared.payloads;
+        let (codec, dict) = payloads.target();
+        let mut report = RecompressReport::default();
+        let mut after_pid = 0i64;
+        loop {
+            let mut rows: Vec<(i64, [u8; 16], Vec<u8>)> = Vec::new();
+            self.pool.with(|r| {
+                let mut stmt = r.conn().prepare(
+                    "SELECT pid, hash, blob FROM payloads WHERE pid > ?1 AND (codec != ?2 OR dict != ?3) \
+                     ORDER BY pid LIMIT 1000",
+                )?;
+                use sqlite::ffi::Value;
+                stmt.for_each(
+                    &[Value::Int(after_pid), Value::Int(codec as i64), Value::Int(i64::from(dict))],
+                    |row| {
+                        let hash: [u8; 16] = row.blob(1).try_into().map_err(|_| {
+                            Error::new(
+                                ErrorKind::Corrupt,
+                                format!("payload {} has a hash of {} bytes", row.i64(0), row.blob(1).len()),
+                            )
+                        })?;
+                        rows.push((row.i64(0), hash, row.blob(2).to_vec()));
+                        Ok(())
+                    },
+                )
+            })?;
+            let Some(&(last, _, _)) = rows.last() else { break };
+            after_pid = last;
+            report.examined += rows.len() as u64;
+            let mut items = Vec::new();
+            let mut before = Vec::new();
+            for (pid, hash, blob) in rows {
+                let raw = payloads.decode(&blob, &|| format!("payload {pid}"), None)?;
+                let e = payloads.reencode(&raw)?;
+                if e.blob.len() < blob.len() {
+                    before.push(blob.len() as u64);
+                    items.push((pid, hash, e));
+                }
+            }
+            if items.is_empty() {
+                continue;
+            }
+            let after: Vec<u64> = items.iter().map(|(_, _, e)| e.blob.len() as u64).collect();
+            let (reply, answer) = std::sync::mpsc::sync_channel(1);
+            self.send_control(Control::Recode { items, reply })?;
+            let done = answer
+                .recv()
+                .map_err(|_| Error::new(ErrorKind::Closed, "recompress: the writer stopped"))??;
+            for ((ok, b), a) in done.iter().zip(before).zip(after) {
+                if *ok {
+                    report.rewritten += 1;
+                    report.bytes_before += b;
+                    report.bytes_after += a;
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// Like [`Store::put`] but never waits: a full ring hands the pattern back at once as
@@ -559,9 +837,12 @@ impl Store {
                 Ok(())
             }
             Err(EnqueueError::Full(op)) => {
-                self.shared.tier.withdraw_put(&op.pattern.id, op.seq);
+                self.shared.withdraw(&op);
                 self.shared.metrics.try_full.incr();
-                let mut p = Arc::unwrap_or_clone(op.pattern);
+                let Write::Pattern { pattern, .. } = op.write else {
+                    unreachable!("stage_put makes a pattern write")
+                };
+                let mut p = Arc::unwrap_or_clone(pattern);
                 p.version = 0;
                 Err(TryError::Full(p))
             }
@@ -661,13 +942,20 @@ impl Store {
                 return Ok(Some(p));
             }
             let ticket = tier.ticket(id);
-            if let Some(p) = tier.pending(id) {
-                m.hits_pending.incr();
-                return Ok(Some(p));
+            match tier.pending(id) {
+                Some(PendingWrite::Put(p)) => {
+                    m.hits_pending.incr();
+                    return Ok(Some(p));
+                }
+                Some(PendingWrite::Delete { .. }) => {
+                    m.not_found.incr();
+                    return Ok(None);
+                }
+                None => {}
             }
             Some(ticket)
         };
-        match self.pool.with(|r| r.get(id))? {
+        match self.pool.with(|r| r.get(id, &self.shared.payloads))? {
             Some(p) => {
                 m.hits_sqlite.incr();
                 let p = Arc::new(p);
@@ -750,24 +1038,8 @@ impl Store {
         Ok(())
     }
 
-    fn send_control(&self, mut msg: Control) -> Result<()> {
-        let lanes = &self.shared.lanes;
-        loop {
-            // Acquire: see `Lanes::push_blocking`.
-            if lanes.closed.load(Ordering::Acquire) {
-                return Err(Error::new(ErrorKind::Closed, "the store's writer has stopped"));
-            }
-            match lanes.control.push(msg) {
-                Ok(()) => break,
-                Err(back) => {
-                    msg = back;
-                    lanes.wake_writer();
-                    thread::sleep(Duration::from_micros(50));
-                }
-            }
-        }
-        lanes.wake_writer();
-        Ok(())
+    fn send_control(&self, msg: Control) -> Result<()> {
+        send_control(&self.shared, msg)
     }
 
     fn wait_ack(&self, ticket: u64) -> Result<()> {
@@ -821,6 +1093,7 @@ impl Store {
         m.slow_queries.count = sh.slow.count();
         m.slow_queries.recent = sh.slow.recent();
         m.l2 = sh.l2.as_ref().map(|l2| l2.metrics());
+        m.codec = sh.payloads.metrics();
         m.rss_bytes = metrics::rss_bytes();
         m
     }
@@ -845,12 +1118,11 @@ impl Store {
     /// (a consistent snapshot). Holds a pooled read connection for the whole walk.
     pub fn for_each_pattern(&self, mut f: impl FnMut(Pattern) -> Result<()>) -> Result<()> {
         self.pool.with(|r| {
-            let sql = format!(
-                "SELECT {} FROM patterns p JOIN stats s ON s.id = p.id ORDER BY p.rid",
-                sqlite::PATTERN_COLUMNS
-            );
-            let mut stmt = r.conn().prepare(&sql)?;
-            stmt.for_each(&[], |row| f(sqlite::pattern_from_row(row)?))
+            let sql =
+                format!("SELECT {} FROM {} ORDER BY p.rid", sqlite::PATTERN_COLUMNS, sqlite::PATTERN_FROM);
+            let conn = r.conn();
+            let mut stmt = conn.prepare(&sql)?;
+            stmt.for_each(&[], |row| f(sqlite::pattern_from_row(row, &self.shared.payloads, Some(conn))?))
         })
     }
 
@@ -876,12 +1148,37 @@ impl Store {
                 ("embeddings of the wrong size", format!("SELECT count(*) FROM patterns WHERE embedding IS NOT NULL AND length(embedding) != {}", dim * 4)),
                 ("confidences outside [0, 1]", "SELECT count(*) FROM stats WHERE NOT (confidence BETWEEN 0.0 AND 1.0)".to_owned()),
                 ("negative counters", "SELECT count(*) FROM stats WHERE usage_count < 0 OR success_count < 0 OR failure_count < 0".to_owned()),
+                ("patterns whose payload row is missing", "SELECT count(*) FROM patterns p WHERE p.pid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payloads b WHERE b.pid = p.pid)".to_owned()),
+                ("payloads whose reference count is wrong", "SELECT count(*) FROM payloads b LEFT JOIN (SELECT pid, count(*) AS n FROM patterns WHERE pid IS NOT NULL GROUP BY pid) g ON g.pid = b.pid WHERE g.n IS NULL OR g.n != b.refs".to_owned()),
             ];
             for (what, sql) in checks {
                 let n = conn.query_i64(&sql)?;
                 if n != 0 {
                     report.problems.push(format!("{n} {what}"));
                 }
+            }
+            // Every stored value decodes, whole and verified (its checksum), and hashes to
+            // the content hash it is filed under.
+            let mut undecodable = 0u64;
+            let mut first = None;
+            let mut stmt = conn.prepare("SELECT pid, hash, blob FROM payloads")?;
+            stmt.for_each(&[], |row| {
+                let pid = row.i64(0);
+                let ok = match self.shared.payloads.decode(row.blob(2), &|| format!("payload {pid}"), Some(conn)) {
+                    Ok(raw) => crate::codec::content_hash(&raw).to_be_bytes()[..] == *row.blob(1),
+                    Err(e) => {
+                        first.get_or_insert_with(|| e.to_string());
+                        false
+                    }
+                };
+                undecodable += u64::from(!ok);
+                Ok(())
+            })?;
+            if undecodable > 0 {
+                report.problems.push(format!(
+                    "{undecodable} payloads that do not decode to their content hash{}",
+                    first.map_or(String::new(), |e| format!(" (first error: {e})"))
+                ));
             }
             Ok(report)
         })
@@ -920,6 +1217,37 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Queues a control message for the writer, waiting while the control ring is full.
+fn send_control(shared: &Shared, mut msg: Control) -> Result<()> {
+    let lanes = &shared.lanes;
+    loop {
+        // Acquire: see `Lanes::push_blocking`.
+        if lanes.closed.load(Ordering::Acquire) {
+            return Err(Error::new(ErrorKind::Closed, "the store's writer has stopped"));
+        }
+        match lanes.control.push(msg) {
+            Ok(()) => break,
+            Err(back) => {
+                msg = back;
+                lanes.wake_writer();
+                thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
+    lanes.wake_writer();
+    Ok(())
+}
+
+/// Trains a dictionary on `conn`'s payloads and installs it through the writer; `None` when
+/// too few payloads are stored.
+fn train_and_install(shared: &Shared, conn: &sqlite::ffi::Connection) -> Result<Option<DictionaryInfo>> {
+    let Some((dict, info)) = shared.payloads.train(conn)? else { return Ok(None) };
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    send_control(shared, Control::AddDictionary { dict: Box::new(dict), info: info.clone(), reply })?;
+    answer.recv().map_err(|_| Error::new(ErrorKind::Closed, "train_dictionary: the writer stopped"))??;
+    Ok(Some(info))
 }
 
 impl Drop for Store {

@@ -379,6 +379,7 @@ fn stats(db: &Path, as_json: bool) -> CliResult {
         "file_bytes": file_size(db, ""),
         "wal_bytes": file_size(db, "-wal"),
         "metrics": store.metrics(),
+        "storage": store.storage()?,
     });
     if as_json {
         println!("{out}");
@@ -390,6 +391,7 @@ fn stats(db: &Path, as_json: bool) -> CliResult {
             file_size(db, "-wal")
         );
         println!("embedding model {}", cfg_model(cfg));
+        print!("{}", store.storage()?.report());
         print!("{}", store.report());
     }
     Ok(ExitCode::SUCCESS)

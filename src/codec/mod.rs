@@ -57,7 +57,10 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, 
 
 pub use dict::{train_dictionary, train_dictionary_with, TrainParams, MAX_TRAIN_BYTES};
 pub use error::CodecError;
-pub use trajectory::{decode_trajectory, encode_trajectory, generate_trajectory, Step, Trajectory};
+pub use trajectory::{
+    decode_trajectory, encode_trajectory, generate_trajectory, trajectory_json_len, trajectory_plain_len,
+    Step, Trajectory,
+};
 
 /// The blob format version written in the high nibble of byte 0.
 pub const FORMAT_VERSION: u8 = 1;

@@ -34,7 +34,7 @@ const LAYOUT_VERSION: u8 = 1;
 const REWARD_TABLE: usize = 127;
 
 /// One step of a trajectory.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     /// Wall-clock time of the step, milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
@@ -60,7 +60,7 @@ impl PartialEq for Step {
 impl Eq for Step {}
 
 /// An agent's run: which patterns it used and what happened step by step.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Trajectory {
     /// The trajectory's id.
     pub id: String,
@@ -68,6 +68,37 @@ pub struct Trajectory {
     pub pattern_ids: Vec<String>,
     /// The steps, usually in time order.
     pub steps: Vec<Step>,
+}
+
+/// The size of `t` as JSON (`serde_json`, compact): the raw form trajectory savings are
+/// quoted against, as pattern data's are against its JSON. Counts without allocating.
+pub fn trajectory_json_len(t: &Trajectory) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Writing to a counter cannot fail; a non-finite f32 is written as `null`.
+    let _ = serde_json::to_writer(&mut n, t);
+    n.0
+}
+
+/// The size of `t` in a plain fixed-width binary form, a second baseline (smaller, so
+/// stricter, than JSON): each string as a u32 length and its bytes
+/// (every step's action in full), then per step an i64 timestamp, the action, an f32 reward, a
+/// u32 value count and the f32 values.
+pub fn trajectory_plain_len(t: &Trajectory) -> usize {
+    4 + t.id.len()
+        + 4
+        + t.pattern_ids.iter().map(|p| 4 + p.len()).sum::<usize>()
+        + 4
+        + t.steps.iter().map(|s| 8 + 4 + s.action.len() + 4 + 4 + 4 * s.values.len()).sum::<usize>()
 }
 
 /// Encodes `t` in the columnar layout, then as a blob with `codec` and `dict` (raw when that

@@ -11,8 +11,10 @@ pub mod ring;
 
 use std::time::{Duration, Instant};
 
+use crate::codec::{Dictionary, Trajectory};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pattern::{Outcome, Pattern};
+use crate::payload::{DictionaryInfo, Encoded};
 use crate::sync::{thread, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use ring::{Consumer, Producer};
 
@@ -43,10 +45,45 @@ impl SmallId {
     }
 }
 
-/// A queued `put`.
+/// A queued write of the put lane: a pattern, a pattern's deletion, or a trajectory.
 pub(crate) struct PutOp {
     pub seq: u64,
-    pub pattern: Arc<Pattern>,
+    pub write: Write,
+}
+
+/// What a [`PutOp`] writes.
+pub(crate) enum Write {
+    /// A pattern and its encoded data.
+    Pattern { pattern: Arc<Pattern>, payload: Encoded },
+    /// The deletion of pattern `id`.
+    Delete { id: Box<str> },
+    /// A trajectory, its encoded blob and its size as JSON.
+    Trajectory { trajectory: Arc<Trajectory>, blob: Vec<u8>, json_len: usize },
+}
+
+impl PutOp {
+    /// The id written (a pattern's, or a trajectory's).
+    pub fn id(&self) -> &str {
+        match &self.write {
+            Write::Pattern { pattern, .. } => &pattern.id,
+            Write::Delete { id } => id,
+            Write::Trajectory { trajectory, .. } => &trajectory.id,
+        }
+    }
+
+    /// The operation's name in failure reports.
+    pub fn op_name(&self) -> &'static str {
+        match &self.write {
+            Write::Pattern { .. } => "put",
+            Write::Delete { .. } => "delete",
+            Write::Trajectory { .. } => "put_trajectory",
+        }
+    }
+
+    /// Whether it writes a pattern id (a put or a delete), as opposed to a trajectory.
+    pub fn is_pattern_write(&self) -> bool {
+        !matches!(self.write, Write::Trajectory { .. })
+    }
 }
 
 /// A queued `record_outcome`.
@@ -63,6 +100,14 @@ pub(crate) enum Control {
     Flush { ticket: u64 },
     /// Flush, checkpoint and stop.
     Shutdown { ticket: u64 },
+    /// Store a trained dictionary, then make it the one new values use.
+    AddDictionary {
+        dict: Box<Dictionary>,
+        info: DictionaryInfo,
+        reply: std::sync::mpsc::SyncSender<Result<()>>,
+    },
+    /// Replace stored blobs with re-encoded ones of the same content: (pid, hash, new value).
+    Recode { items: Vec<(i64, [u8; 16], Encoded)>, reply: std::sync::mpsc::SyncSender<Result<Vec<bool>>> },
 }
 
 /// What producers share with the writer.

@@ -16,14 +16,24 @@ use ffi::{Row, Value};
 
 pub(crate) use pool::ReadPool;
 
-/// Columns read for one pattern, in the order `pattern_from_row` expects.
-pub(crate) const PATTERN_COLUMNS: &str = "p.id, p.kind, p.data, p.embedding, p.created_at_ms, \
-     s.confidence, s.usage_count, s.success_count, s.failure_count, s.last_used_ms";
+/// Columns read for one pattern, in the order `pattern_from_row` expects, from
+/// [`PATTERN_FROM`]: the stored blob (or, for a row older than schema 3, the inline raw data)
+/// and whether it is a blob.
+pub(crate) const PATTERN_COLUMNS: &str = "p.id, p.kind, coalesce(b.blob, p.data), p.embedding, \
+     p.created_at_ms, s.confidence, s.usage_count, s.success_count, s.failure_count, \
+     s.last_used_ms, p.pid IS NOT NULL";
 
-/// Get by id: the unique index on `patterns.id`, then the primary key of `stats`.
-pub(crate) const SELECT_PATTERN: &str = "SELECT p.id, p.kind, p.data, p.embedding, p.created_at_ms, \
-     s.confidence, s.usage_count, s.success_count, s.failure_count, s.last_used_ms \
-     FROM patterns p JOIN stats s ON s.id = p.id WHERE p.id = ?1";
+/// The tables `PATTERN_COLUMNS` reads.
+pub(crate) const PATTERN_FROM: &str =
+    "patterns p JOIN stats s ON s.id = p.id LEFT JOIN payloads b ON b.pid = p.pid";
+
+/// Get by id: the unique index on `patterns.id`, then the primary keys of `stats` and
+/// `payloads`.
+pub(crate) const SELECT_PATTERN: &str = "SELECT p.id, p.kind, coalesce(b.blob, p.data), p.embedding, \
+     p.created_at_ms, s.confidence, s.usage_count, s.success_count, s.failure_count, \
+     s.last_used_ms, p.pid IS NOT NULL \
+     FROM patterns p JOIN stats s ON s.id = p.id LEFT JOIN payloads b ON b.pid = p.pid \
+     WHERE p.id = ?1";
 
 /// Little-endian f32 bytes of an embedding, borrowed where the machine is little-endian.
 pub(crate) fn embedding_bytes(e: &[f32]) -> Cow<'_, [u8]> {
@@ -45,18 +55,29 @@ pub(crate) fn embedding_from_bytes(b: &[u8]) -> Result<Vec<f32>> {
     Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
-/// Decodes a row of `PATTERN_COLUMNS`.
-pub(crate) fn pattern_from_row(row: &Row<'_>) -> Result<Pattern> {
+/// Decodes a row of `PATTERN_COLUMNS`; `conn` is where to look for a dictionary trained
+/// since open (by a writer in another process).
+pub(crate) fn pattern_from_row(
+    row: &Row<'_>,
+    payloads: &crate::payload::Payloads,
+    conn: Option<&ffi::Connection>,
+) -> Result<Pattern> {
     let text = |col| {
         row.text(col)
             .map(str::to_owned)
             .ok_or_else(|| Error::new(ErrorKind::Corrupt, "a text column is not UTF-8"))
     };
     let embedding = if row.is_null(3) { None } else { Some(embedding_from_bytes(row.blob(3))?) };
+    let id = text(0)?;
+    let data = if row.i64(10) != 0 {
+        payloads.decode(row.blob(2), &|| format!("the data of pattern {id:?}"), conn)?
+    } else {
+        row.blob(2).to_vec()
+    };
     Ok(Pattern {
-        id: text(0)?,
+        id,
         kind: text(1)?,
-        data: row.blob(2).to_vec(),
+        data,
         embedding,
         embedding_model: None,
         created_at_ms: row.i64(4),

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::metrics::SlowLog;
 use crate::pattern::Pattern;
+use crate::payload::Payloads;
 use crate::sqlite::ffi::{Connection, Statement};
 use crate::sqlite::{id_param, pattern_from_row, schema, SELECT_PATTERN};
 use crate::sync::{Arc, Condvar, Mutex};
@@ -33,8 +34,9 @@ impl Reader {
         &self.conn
     }
 
-    pub fn get(&mut self, id: &str) -> Result<Option<Pattern>> {
-        self.get.query_row(&id_param(id), pattern_from_row)
+    pub fn get(&mut self, id: &str, payloads: &Payloads) -> Result<Option<Pattern>> {
+        let conn = &self.conn;
+        self.get.query_row(&id_param(id), |row| pattern_from_row(row, payloads, Some(conn)))
     }
 
     /// The id of the pattern at `rowid`, if it exists and (when given) has `kind`.

@@ -1,14 +1,24 @@
 //! File set-up: pragmas, schema, and the checks that a file is ours and matches the config.
 //!
-//! ## Schema (version 2)
+//! ## Schema (version 3)
 //!
 //! ```sql
-//! meta     (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID
-//! patterns (rid INTEGER PRIMARY KEY, id TEXT UNIQUE, kind, data BLOB, embedding BLOB,
-//!           created_at_ms, seq)
-//! stats    (id TEXT PRIMARY KEY, confidence REAL, usage_count, success_count,
-//!           failure_count, last_used_ms) WITHOUT ROWID
+//! meta         (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID
+//! patterns     (rid INTEGER PRIMARY KEY, id TEXT UNIQUE, kind, data BLOB, embedding BLOB,
+//!               created_at_ms, seq, pid)
+//! stats        (id TEXT PRIMARY KEY, confidence REAL, usage_count, success_count,
+//!               failure_count, last_used_ms) WITHOUT ROWID
+//! payloads     (pid INTEGER PRIMARY KEY, hash BLOB UNIQUE, refs, codec, dict, raw_len, blob)
+//! dictionaries (id INTEGER PRIMARY KEY, bytes BLOB, created_at_ms, samples, saved_ratio)
+//! trajectories (id TEXT PRIMARY KEY, steps, raw_len, blob, created_at_ms)
+//!               -- raw_len: the trajectory's size as JSON
 //! ```
+//!
+//! A pattern's data lives in `payloads` (`patterns.pid`), one row per distinct content with
+//! a reference count (`crate::payload`); `patterns.data` is then empty. Rows written before
+//! version 3 keep their raw data inline, with `pid` NULL. `payloads.hash` is the xxh3-128 of
+//! the raw bytes; `codec`, `dict` and `raw_len` repeat the blob's header so that `stats` can
+//! sum sizes per codec without decoding anything.
 //!
 //! The counters live apart from the payload on purpose: an `UPDATE` rewrites the whole
 //! record, and a pattern's record is ≈ 2.5 KiB (data plus a 1.5 KiB embedding) while its
@@ -21,18 +31,20 @@
 //! - `stats` is keyed by id (WITHOUT ROWID): outcome updates and the `get` join descend one
 //!   compact tree; no second index.
 //!
+//! - `payloads.hash UNIQUE`: the dedup lookup of every put.
+//!
 //! No index on kind or confidence yet: no query filters on them in SQL.
 //!
 //! `patterns.seq` is the number of the writer batch that last wrote the row, and
 //! `meta.last_batch` the last batch committed: the L2 arena records the last batch it holds,
-//! and after an unclean stop catches up with the rows of later batches (`crate::l2`). Version
-//! 1 files (without them) are upgraded in place at open.
+//! and after an unclean stop catches up with the rows of later batches (`crate::l2`). Files
+//! of versions 1 and 2 are upgraded in place at open, each step in one transaction.
 
 use crate::config::{Config, Synchronous};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sqlite::ffi::{Connection, Value};
 
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 const FORMAT: &str = "patternbank";
 
 const CREATE: &str = "
@@ -44,7 +56,8 @@ CREATE TABLE patterns(
     data BLOB NOT NULL,
     embedding BLOB,
     created_at_ms INTEGER NOT NULL,
-    seq INTEGER NOT NULL DEFAULT 0
+    seq INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER
 );
 CREATE TABLE stats(
     id TEXT PRIMARY KEY,
@@ -54,6 +67,33 @@ CREATE TABLE stats(
     failure_count INTEGER NOT NULL,
     last_used_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
+";
+
+/// The tables version 3 adds (created with a new file, or by the upgrade from version 2).
+const V3_TABLES: &str = "
+CREATE TABLE payloads(
+    pid INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    refs INTEGER NOT NULL,
+    codec INTEGER NOT NULL,
+    dict INTEGER NOT NULL,
+    raw_len INTEGER NOT NULL,
+    blob BLOB NOT NULL
+);
+CREATE TABLE dictionaries(
+    id INTEGER PRIMARY KEY,
+    bytes BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    saved_ratio REAL NOT NULL
+);
+CREATE TABLE trajectories(
+    id TEXT PRIMARY KEY,
+    steps INTEGER NOT NULL,
+    raw_len INTEGER NOT NULL,
+    blob BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
 ";
 
 /// Pragmas every connection gets.
@@ -88,19 +128,20 @@ pub(crate) fn open_writer(
         ))?;
         conn.execute_batch("PRAGMA journal_mode = WAL;")?;
         conn.execute_batch("BEGIN IMMEDIATE;")?;
-        let created = conn.execute_batch(CREATE).and_then(|()| {
-            let mut ins = conn.prepare("INSERT INTO meta(key, value) VALUES (?1, ?2)")?;
-            for (k, v) in [
-                ("format", FORMAT.to_owned()),
-                ("schema_version", SCHEMA_VERSION.to_string()),
-                ("embedding_model", cfg.embedding_model.clone()),
-                ("embedding_dim", cfg.embedding_dim.to_string()),
-                ("last_batch", "0".to_owned()),
-            ] {
-                ins.execute(&[Value::Text(k), Value::Text(&v)])?;
-            }
-            Ok(())
-        });
+        let created =
+            conn.execute_batch(CREATE).and_then(|()| conn.execute_batch(V3_TABLES)).and_then(|()| {
+                let mut ins = conn.prepare("INSERT INTO meta(key, value) VALUES (?1, ?2)")?;
+                for (k, v) in [
+                    ("format", FORMAT.to_owned()),
+                    ("schema_version", SCHEMA_VERSION.to_string()),
+                    ("embedding_model", cfg.embedding_model.clone()),
+                    ("embedding_dim", cfg.embedding_dim.to_string()),
+                    ("last_batch", "0".to_owned()),
+                ] {
+                    ins.execute(&[Value::Text(k), Value::Text(&v)])?;
+                }
+                Ok(())
+            });
         match created {
             Ok(()) => conn.execute_batch("COMMIT;")?,
             Err(e) => {
@@ -157,23 +198,37 @@ pub(crate) fn read_meta(conn: &Connection) -> Result<std::collections::HashMap<S
     Ok(out)
 }
 
-/// Upgrades a version 1 file (the spine's) to version 2 in one transaction.
+/// Upgrades a file of an older version step by step, each step in one transaction: 1 → 2
+/// adds the batch numbers, 2 → 3 the payload, dictionary and trajectory tables (existing rows
+/// keep their data inline).
 fn upgrade(conn: &Connection) -> Result<()> {
-    let version =
-        conn.query_strings("SELECT value FROM meta WHERE key = 'schema_version'").unwrap_or_default();
-    if version.first().map(String::as_str) != Some("1") {
-        return Ok(());
+    let version = || -> String {
+        conn.query_strings("SELECT value FROM meta WHERE key = 'schema_version'")
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    };
+    let step = |sql: String| {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql} COMMIT;")).inspect_err(|_| {
+            let _ = conn.execute_batch("ROLLBACK;");
+        })
+    };
+    if version() == "1" {
+        step(
+            "ALTER TABLE patterns ADD COLUMN seq INTEGER NOT NULL DEFAULT 0; \
+              INSERT OR REPLACE INTO meta(key, value) VALUES ('last_batch', '0'); \
+              UPDATE meta SET value = '2' WHERE key = 'schema_version';"
+                .to_owned(),
+        )?;
     }
-    conn.execute_batch(
-        "BEGIN IMMEDIATE; \
-         ALTER TABLE patterns ADD COLUMN seq INTEGER NOT NULL DEFAULT 0; \
-         INSERT OR REPLACE INTO meta(key, value) VALUES ('last_batch', '0'); \
-         UPDATE meta SET value = '2' WHERE key = 'schema_version'; \
-         COMMIT;",
-    )
-    .inspect_err(|_| {
-        let _ = conn.execute_batch("ROLLBACK;");
-    })
+    if version() == "2" {
+        step(format!(
+            "ALTER TABLE patterns ADD COLUMN pid INTEGER; {V3_TABLES} \
+             UPDATE meta SET value = '3' WHERE key = 'schema_version';"
+        ))?;
+    }
+    Ok(())
 }
 
 /// The last batch the writer committed (`meta.last_batch`).

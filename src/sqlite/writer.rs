@@ -27,63 +27,166 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result};
 use crate::l2::L2Writer;
 use crate::pattern::OutcomeSum;
-use crate::queue::{Control, OutcomeOp, PutOp, Receivers};
+use crate::payload::Encoded;
+use crate::queue::{Control, OutcomeOp, PutOp, Receivers, Write};
 use crate::sqlite::embedding_bytes;
 use crate::sqlite::ffi::{Connection, Statement, Value};
 use crate::store::Shared;
 use crate::sync::{thread, Arc, Ordering};
 
-const UPSERT_PATTERN: &str = "INSERT INTO patterns(id, kind, data, embedding, created_at_ms, seq) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, \
-     data = excluded.data, embedding = excluded.embedding, created_at_ms = excluded.created_at_ms, \
-     seq = excluded.seq";
-/// The rowid of an upsert that updated (one that inserted is `last_insert_rowid`). Not
-/// `RETURNING`: it makes SQLite build an ephemeral table for every statement.
-const ROWID_OF_ID: &str = "SELECT rid FROM patterns WHERE id = ?1";
+/// The pattern's row and payload, looked up before a put or delete (no `RETURNING`: it
+/// makes SQLite build an ephemeral table for every statement).
+const FIND_PATTERN: &str = "SELECT rid, pid FROM patterns WHERE id = ?1";
+const INSERT_PATTERN: &str = "INSERT INTO patterns(id, kind, data, embedding, created_at_ms, seq, pid) \
+     VALUES (?1, ?2, X'', ?3, ?4, ?5, ?6)";
+const UPDATE_PATTERN: &str = "UPDATE patterns SET kind = ?2, data = X'', embedding = ?3, \
+     created_at_ms = ?4, seq = ?5, pid = ?6 WHERE rid = ?1";
+const DELETE_PATTERN: &str = "DELETE FROM patterns WHERE rid = ?1";
 const UPSERT_STATS: &str = "INSERT OR REPLACE INTO stats(id, confidence, usage_count, \
      success_count, failure_count, last_used_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const DELETE_STATS: &str = "DELETE FROM stats WHERE id = ?1";
+const FIND_PAYLOAD: &str = "SELECT pid FROM payloads WHERE hash = ?1";
+const INSERT_PAYLOAD: &str = "INSERT INTO payloads(hash, refs, codec, dict, raw_len, blob) \
+     VALUES (?1, 1, ?2, ?3, ?4, ?5)";
+const ADD_REF: &str = "UPDATE payloads SET refs = refs + 1 WHERE pid = ?1";
+/// Drops a reference that is not the last; when it changes nothing, the last goes with the row.
+const DROP_REF: &str = "UPDATE payloads SET refs = refs - 1 WHERE pid = ?1 AND refs > 1";
+const DELETE_PAYLOAD: &str = "DELETE FROM payloads WHERE pid = ?1";
+const RECODE_PAYLOAD: &str =
+    "UPDATE payloads SET codec = ?3, dict = ?4, blob = ?5 WHERE pid = ?1 AND hash = ?2";
+const PUT_TRAJECTORY: &str = "INSERT OR REPLACE INTO trajectories(id, steps, raw_len, blob, created_at_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_DICTIONARY: &str = "INSERT INTO dictionaries(id, bytes, created_at_ms, samples, saved_ratio) \
+     VALUES (?1, ?2, ?3, ?4, ?5)";
 const APPLY_OUTCOMES: &str = "UPDATE stats SET confidence = min(1.0, max(0.0, ?2 * confidence + ?3)), \
      usage_count = usage_count + ?4, success_count = success_count + ?5, \
      failure_count = failure_count + ?6, last_used_ms = max(last_used_ms, ?7) WHERE id = ?1";
 const SET_LAST_BATCH: &str = "UPDATE meta SET value = ?1 WHERE key = 'last_batch'";
 
-/// The statements of a pattern upsert.
-struct Upsert<'a> {
-    pattern: &'a mut Statement,
-    stats: &'a mut Statement,
-    rowid_of_id: &'a mut Statement,
+/// The statements that write patterns and their payloads.
+struct PatternStatements {
+    find_pattern: Statement,
+    insert_pattern: Statement,
+    update_pattern: Statement,
+    delete_pattern: Statement,
+    upsert_stats: Statement,
+    delete_stats: Statement,
+    find_payload: Statement,
+    insert_payload: Statement,
+    add_ref: Statement,
+    drop_ref: Statement,
+    delete_payload: Statement,
 }
 
-/// Binds and runs the two upserts of one pattern, written by batch `batch`; returns its rowid.
-fn upsert(s: Upsert<'_>, p: &crate::Pattern, batch: u64) -> Result<i64> {
-    let emb = p.embedding.as_deref().map(embedding_bytes);
-    let before = s.pattern.last_insert_rowid();
-    s.pattern.execute(&[
-        Value::Text(&p.id),
-        Value::Text(&p.kind),
-        Value::Blob(&p.data),
-        emb.as_deref().map_or(Value::Null, Value::Blob),
-        Value::Int(p.created_at_ms),
-        Value::Int(batch as i64),
-    ])?;
-    // A new row has a new rowid (never the previous insert's); an update leaves it alone.
-    let after = s.pattern.last_insert_rowid();
-    let rowid = if after != before {
-        after
-    } else {
-        s.rowid_of_id.query_row(&[Value::Text(&p.id)], |row| Ok(row.i64(0)))?.ok_or_else(|| {
-            Error::new(ErrorKind::Sqlite, format!("pattern {:?} vanished in its upsert", p.id))
-        })?
-    };
-    s.stats.execute(&[
-        Value::Text(&p.id),
-        Value::Real(p.confidence),
-        Value::Int(p.usage_count as i64),
-        Value::Int(p.success_count as i64),
-        Value::Int(p.failure_count as i64),
-        Value::Int(p.last_used_ms),
-    ])?;
-    Ok(rowid)
+impl PatternStatements {
+    fn prepare(conn: &Connection) -> Result<Self> {
+        Ok(Self {
+            find_pattern: conn.prepare(FIND_PATTERN)?,
+            insert_pattern: conn.prepare(INSERT_PATTERN)?,
+            update_pattern: conn.prepare(UPDATE_PATTERN)?,
+            delete_pattern: conn.prepare(DELETE_PATTERN)?,
+            upsert_stats: conn.prepare(UPSERT_STATS)?,
+            delete_stats: conn.prepare(DELETE_STATS)?,
+            find_payload: conn.prepare(FIND_PAYLOAD)?,
+            insert_payload: conn.prepare(INSERT_PAYLOAD)?,
+            add_ref: conn.prepare(ADD_REF)?,
+            drop_ref: conn.prepare(DROP_REF)?,
+            delete_payload: conn.prepare(DELETE_PAYLOAD)?,
+        })
+    }
+
+    /// The rowid and payload id (NULL for a pre-version-3 row) of pattern `id`.
+    fn find(&mut self, id: &str) -> Result<Option<(i64, Option<i64>)>> {
+        self.find_pattern
+            .query_row(&[Value::Text(id)], |row| Ok((row.i64(0), (!row.is_null(1)).then(|| row.i64(1)))))
+    }
+
+    /// A reference to `payload`'s content: an existing row's (one more reference, unless it is
+    /// `held`, the reference the pattern already has), or a new row. Returns the pid and
+    /// whether the content was already stored.
+    fn reference(&mut self, payload: &Encoded, held: Option<i64>) -> Result<(i64, bool)> {
+        let found = self.find_payload.query_row(&[Value::Blob(&payload.hash)], |row| Ok(row.i64(0)))?;
+        if let Some(pid) = found {
+            if held != Some(pid) {
+                self.add_ref.execute(&[Value::Int(pid)])?;
+            }
+            return Ok((pid, true));
+        }
+        self.insert_payload.execute(&[
+            Value::Blob(&payload.hash),
+            Value::Int(payload.codec as i64),
+            Value::Int(i64::from(payload.dict)),
+            Value::Int(payload.raw_len as i64),
+            Value::Blob(&payload.blob),
+        ])?;
+        Ok((self.insert_payload.last_insert_rowid(), false))
+    }
+
+    /// Drops one reference to `pid`, deleting the row with the last.
+    fn release(&mut self, pid: i64) -> Result<()> {
+        if self.drop_ref.execute(&[Value::Int(pid)])? == 0 {
+            self.delete_payload.execute(&[Value::Int(pid)])?;
+        }
+        Ok(())
+    }
+
+    /// Writes pattern `p` with `payload` as part of batch `batch`; returns its rowid and
+    /// whether the content was already stored.
+    fn put(&mut self, p: &crate::Pattern, payload: &Encoded, batch: u64) -> Result<(i64, bool)> {
+        let existing = self.find(&p.id)?;
+        let held = existing.and_then(|(_, pid)| pid);
+        let (pid, dedup) = self.reference(payload, held)?;
+        let emb = p.embedding.as_deref().map(embedding_bytes);
+        let emb = emb.as_deref().map_or(Value::Null, Value::Blob);
+        let rowid = match existing {
+            Some((rowid, _)) => {
+                self.update_pattern.execute(&[
+                    Value::Int(rowid),
+                    Value::Text(&p.kind),
+                    emb,
+                    Value::Int(p.created_at_ms),
+                    Value::Int(batch as i64),
+                    Value::Int(pid),
+                ])?;
+                rowid
+            }
+            None => {
+                self.insert_pattern.execute(&[
+                    Value::Text(&p.id),
+                    Value::Text(&p.kind),
+                    emb,
+                    Value::Int(p.created_at_ms),
+                    Value::Int(batch as i64),
+                    Value::Int(pid),
+                ])?;
+                self.insert_pattern.last_insert_rowid()
+            }
+        };
+        if let Some(old) = held.filter(|&old| old != pid) {
+            self.release(old)?;
+        }
+        self.upsert_stats.execute(&[
+            Value::Text(&p.id),
+            Value::Real(p.confidence),
+            Value::Int(p.usage_count as i64),
+            Value::Int(p.success_count as i64),
+            Value::Int(p.failure_count as i64),
+            Value::Int(p.last_used_ms),
+        ])?;
+        Ok((rowid, dedup))
+    }
+
+    /// Deletes pattern `id`, its stats and its reference to its payload; false if it did not
+    /// exist.
+    fn delete(&mut self, id: &str) -> Result<bool> {
+        let Some((rowid, pid)) = self.find(id)? else { return Ok(false) };
+        self.delete_pattern.execute(&[Value::Int(rowid)])?;
+        self.delete_stats.execute(&[Value::Text(id)])?;
+        if let Some(pid) = pid {
+            self.release(pid)?;
+        }
+        Ok(true)
+    }
 }
 
 /// Why a transaction failed.
@@ -103,7 +206,7 @@ enum Unit {
 impl Unit {
     fn describe(&self) -> (&'static str, &str, u64) {
         match self {
-            Unit::Put(op) => ("put", &op.pattern.id, op.seq),
+            Unit::Put(op) => (op.op_name(), op.id(), op.seq),
             Unit::Outcomes { id, max_seq, .. } => ("record_outcome", id, *max_seq),
         }
     }
@@ -113,11 +216,12 @@ struct Statements {
     begin: Statement,
     commit: Statement,
     rollback: Statement,
-    upsert_pattern: Statement,
-    upsert_stats: Statement,
+    patterns: PatternStatements,
     apply_outcomes: Statement,
     set_last_batch: Statement,
-    rowid_of_id: Statement,
+    put_trajectory: Statement,
+    recode_payload: Statement,
+    insert_dictionary: Statement,
 }
 
 pub(crate) struct Writer {
@@ -140,8 +244,10 @@ pub(crate) struct Writer {
 /// What applying a unit returned.
 #[derive(Clone, Copy)]
 enum Effect {
-    /// A put, and the rowid SQLite gave it.
-    Put { rowid: i64 },
+    /// A put, the rowid SQLite gave it, and whether its content was already stored.
+    Put { rowid: i64, dedup: bool },
+    /// A pattern deleted (or already absent), or a trajectory written.
+    Other,
     /// Outcomes applied to an existing pattern.
     Outcome,
     /// Outcomes of an id that does not exist.
@@ -172,11 +278,12 @@ impl Writer {
             begin: conn.prepare("BEGIN IMMEDIATE")?,
             commit: conn.prepare("COMMIT")?,
             rollback: conn.prepare("ROLLBACK")?,
-            upsert_pattern: conn.prepare(UPSERT_PATTERN)?,
-            upsert_stats: conn.prepare(UPSERT_STATS)?,
+            patterns: PatternStatements::prepare(&conn)?,
             apply_outcomes: conn.prepare(APPLY_OUTCOMES)?,
             set_last_batch: conn.prepare(SET_LAST_BATCH)?,
-            rowid_of_id: conn.prepare(ROWID_OF_ID)?,
+            put_trajectory: conn.prepare(PUT_TRAJECTORY)?,
+            recode_payload: conn.prepare(RECODE_PAYLOAD)?,
+            insert_dictionary: conn.prepare(INSERT_DICTIONARY)?,
         };
         let batch = super::schema::last_batch(&conn)?;
         Ok(Self { stmts, conn, rx, shared, dirty_since_vacuum: false, l2, batch, effects: Vec::new() })
@@ -195,6 +302,12 @@ impl Writer {
                     Control::Shutdown { ticket } => {
                         ack = ack.max(Some(ticket));
                         shutdown = true;
+                    }
+                    Control::AddDictionary { dict, info, reply } => {
+                        let _ = reply.send(self.add_dictionary(*dict, &info));
+                    }
+                    Control::Recode { items, reply } => {
+                        let _ = reply.send(self.recode(&items));
                     }
                 }
             }
@@ -242,6 +355,56 @@ impl Writer {
                 self.shared.lanes.writer_parking(false);
             }
         }
+    }
+
+    /// Runs `f` in its own transaction.
+    fn transaction<R>(&mut self, f: impl FnOnce(&mut Statements) -> Result<R>) -> Result<R> {
+        self.begin()?;
+        let done = f(&mut self.stmts).and_then(|r| self.stmts.commit.execute(&[]).map(|_| r));
+        if done.is_err() && !self.conn.is_autocommit() {
+            let _ = self.stmts.rollback.execute(&[]);
+        }
+        done
+    }
+
+    /// Stores a trained dictionary, then makes it the one new values use: any value that
+    /// names it is encoded after this commit, so no committed row names a missing dictionary.
+    fn add_dictionary(
+        &mut self,
+        dict: crate::codec::Dictionary,
+        info: &crate::payload::DictionaryInfo,
+    ) -> Result<()> {
+        self.transaction(|st| {
+            st.insert_dictionary.execute(&[
+                Value::Int(i64::from(dict.id())),
+                Value::Blob(dict.bytes()),
+                Value::Int(crate::pattern::now_ms()),
+                Value::Int(info.samples as i64),
+                Value::Real(info.saved_ratio),
+            ])
+        })?;
+        self.shared.payloads.install(dict);
+        Ok(())
+    }
+
+    /// Replaces stored blobs with re-encodings of the same content (`Store::recompress`);
+    /// says for each whether its row still existed.
+    fn recode(&mut self, items: &[(i64, [u8; 16], crate::payload::Encoded)]) -> Result<Vec<bool>> {
+        self.transaction(|st| {
+            items
+                .iter()
+                .map(|(pid, hash, e)| {
+                    let changed = st.recode_payload.execute(&[
+                        Value::Int(*pid),
+                        Value::Blob(hash),
+                        Value::Int(e.codec as i64),
+                        Value::Int(i64::from(e.dict)),
+                        Value::Blob(&e.blob),
+                    ])?;
+                    Ok(changed > 0)
+                })
+                .collect()
+        })
     }
 
     /// Commits batches until the rings are below a batch (or, for a flush, until the
@@ -306,8 +469,8 @@ impl Writer {
         }
         puts.sort_by_key(|p| p.seq);
         let mut last_put: IdMap<u64> = IdMap::with_capacity_and_hasher(puts.len(), Default::default());
-        for p in &puts {
-            last_put.insert(p.pattern.id.as_str(), p.seq);
+        for p in puts.iter().filter(|p| p.is_pattern_write()) {
+            last_put.insert(p.id(), p.seq);
         }
         let eta = self.shared.cfg.learning_rate;
         let mut sums: IdMap<(OutcomeSum, u64, u64, u64)> = IdMap::default();
@@ -372,7 +535,7 @@ impl Writer {
             match unit {
                 Unit::Put(p) => {
                     self.shared.record_failure(op, id, seq, error);
-                    self.shared.tier.withdraw_put(&p.pattern.id, p.seq);
+                    self.shared.withdraw(p);
                 }
                 Unit::Outcomes { count, .. } => {
                     for _ in 0..*count {
@@ -445,16 +608,26 @@ impl Writer {
     /// Applies one unit as part of batch `batch`.
     fn apply(&mut self, unit: &Unit, batch: u64) -> Result<Effect> {
         match unit {
-            Unit::Put(op) => {
-                let st = &mut self.stmts;
-                let statements = Upsert {
-                    pattern: &mut st.upsert_pattern,
-                    stats: &mut st.upsert_stats,
-                    rowid_of_id: &mut st.rowid_of_id,
-                };
-                let rowid = upsert(statements, &op.pattern, batch)?;
-                Ok(Effect::Put { rowid })
-            }
+            Unit::Put(op) => match &op.write {
+                Write::Pattern { pattern, payload } => {
+                    let (rowid, dedup) = self.stmts.patterns.put(pattern, payload, batch)?;
+                    Ok(Effect::Put { rowid, dedup })
+                }
+                Write::Delete { id } => {
+                    self.stmts.patterns.delete(id)?;
+                    Ok(Effect::Other)
+                }
+                Write::Trajectory { trajectory, blob, json_len } => {
+                    self.stmts.put_trajectory.execute(&[
+                        Value::Text(&trajectory.id),
+                        Value::Int(trajectory.steps.len() as i64),
+                        Value::Int(*json_len as i64),
+                        Value::Blob(blob),
+                        Value::Int(crate::pattern::now_ms()),
+                    ])?;
+                    Ok(Effect::Other)
+                }
+            },
             Unit::Outcomes { id, sum, .. } => {
                 // No RETURNING: it costs SQLite an ephemeral table per statement (measured as
                 // a larger writer share of W1); the arena applies the same map to its copy.
@@ -491,8 +664,10 @@ impl Writer {
         for (i, unit) in units.iter().enumerate() {
             match unit {
                 Unit::Put(op) => {
-                    sh.tier.put_committed(&op.pattern.id, op.seq);
-                    sh.metrics.committed_puts.incr();
+                    sh.committed(op);
+                    if let Some(Effect::Put { dedup: true, .. }) = self.effects.get(i) {
+                        sh.payloads.dedup_hits.incr();
+                    }
                     max_seq = max_seq.max(op.seq);
                 }
                 Unit::Outcomes { id, sum, min_seq, max_seq: last, count } => {
@@ -530,7 +705,11 @@ impl Writer {
         let mut error = None;
         for (unit, effect) in units.iter().zip(&effects) {
             let done = match (unit, effect) {
-                (Unit::Put(op), Effect::Put { rowid }) => self.l2.put(*rowid, &op.pattern, &self.conn),
+                (Unit::Put(op), Effect::Put { rowid, .. }) => match &op.write {
+                    Write::Pattern { pattern, .. } => self.l2.put(*rowid, pattern, &self.conn),
+                    _ => Ok(()),
+                },
+                (Unit::Put(PutOp { write: Write::Delete { id }, .. }), _) => self.l2.delete(id, &self.conn),
                 (Unit::Outcomes { id, sum, .. }, Effect::Outcome) => self.l2.outcome(id, sum, &self.conn),
                 _ => Ok(()),
             };
@@ -562,30 +741,26 @@ impl Writer {
 }
 
 /// The ceiling for W3 puts: the same schema and statements driven by a plain loop on the
-/// calling thread, `per_txn` rows per transaction, no queue and no writer thread. Creates the
-/// store at `cfg.path` if needed. Returns the time from the first `BEGIN` to the last
-/// `COMMIT`. (`per_txn = 1` is the unbatched floor: one transaction per row.)
+/// calling thread, `per_txn` rows per transaction, no queue and no writer thread; each
+/// pattern's data is encoded in the loop, as `put` encodes it. Creates the store at
+/// `cfg.path` if needed. Returns the time from the first `BEGIN` to the last `COMMIT`.
+/// (`per_txn = 1` is the unbatched floor: one transaction per row.)
 pub(crate) fn raw_put_loop(
     cfg: &crate::Config,
     patterns: &[crate::Pattern],
     per_txn: usize,
 ) -> Result<Duration> {
     let conn = super::schema::open_writer(cfg, None)?;
+    let payloads = crate::payload::Payloads::open(cfg, &conn)?;
     let mut begin = conn.prepare("BEGIN IMMEDIATE")?;
     let mut commit = conn.prepare("COMMIT")?;
-    let mut upsert_pattern = conn.prepare(UPSERT_PATTERN)?;
-    let mut upsert_stats = conn.prepare(UPSERT_STATS)?;
-    let mut rowid_of_id = conn.prepare(ROWID_OF_ID)?;
+    let mut statements = PatternStatements::prepare(&conn)?;
     let started = Instant::now();
     for chunk in patterns.chunks(per_txn.max(1)) {
         begin.execute(&[])?;
         for p in chunk {
-            let statements = Upsert {
-                pattern: &mut upsert_pattern,
-                stats: &mut upsert_stats,
-                rowid_of_id: &mut rowid_of_id,
-            };
-            upsert(statements, p, 0)?;
+            let payload = payloads.encode(&p.data)?;
+            statements.put(p, &payload, 0)?;
         }
         commit.execute(&[])?;
     }
