@@ -415,6 +415,11 @@ impl Payloads {
         self.encode_with(raw, self.codec)
     }
 
+    /// The dictionary new values use, if any.
+    pub fn latest(&self) -> Option<Dictionary> {
+        self.dicts.load().latest().cloned()
+    }
+
     /// The configured codec and the latest dictionary's id.
     pub fn target(&self) -> (Codec, u32) {
         (self.codec, self.dicts.load().latest().map_or(0, Dictionary::id))

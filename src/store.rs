@@ -753,6 +753,12 @@ impl Store {
         result?.ok_or_else(|| Error::invalid("train_dictionary: fewer than 64 payloads are stored"))
     }
 
+    /// The dictionary new values are compressed with (`None` until one is trained), to
+    /// measure or reuse with [`crate::codec`] directly.
+    pub fn current_dictionary(&self) -> Option<crate::codec::Dictionary> {
+        self.shared.payloads.latest()
+    }
+
     /// What the store's data takes on disk, by codec, with its dictionaries and trajectories
     /// (aggregates over the tables; nothing is decoded).
     pub fn storage(&self) -> Result<crate::payload::StorageStats> {

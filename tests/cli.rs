@@ -242,3 +242,45 @@ fn bench_search_json_reports_w2() {
     assert!(v.get("w1").is_none() && v.get("w3").is_none(), "--search alone runs only W2: {v}");
     assert!(err.contains("W2"), "progress on stderr: {err}");
 }
+
+#[test]
+fn bench_codec_json_reports_the_codec_figures() {
+    let (code, out, err) = run(cli().args(["bench", "--codec", "--json", "--codec-items", "600"]));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let c = &v["codec"];
+    assert_eq!(c["items"], 600);
+    assert_eq!(c["codec"], "lz4", "the default codec");
+    for key in ["saved_ratio", "lz4_dict_saved_ratio", "trajectory_saved_ratio"] {
+        assert!(c[key].as_f64().is_some_and(|r| r > 0.2 && r < 1.0), "{key}: {c}");
+    }
+    for key in ["lz4_encode_p50_ns", "lz4_decode_p50_ns"] {
+        assert!(c[key].as_u64().is_some_and(|ns| ns > 0), "{key}: {c}");
+    }
+    // A dictionary helps: with one, the same data takes less.
+    assert!(c["saved_ratio"].as_f64() > c["saved_ratio_without_dictionary"].as_f64(), "{c}");
+    assert!(c["dedup_ten_copies_cost_ratio"].as_f64().is_some_and(|r| (1.0..=1.1).contains(&r)), "{c}");
+    assert!(v.get("w1").is_none() && v.get("w2").is_none(), "--codec alone runs only the codec figures: {v}");
+}
+
+#[test]
+fn stats_shows_what_the_data_takes_by_codec() {
+    let (_dir, db) = common::temp_db();
+    let store = patternbank::Config::new(&db).embedding_dim(8).dictionary_train_after(0).open().unwrap();
+    for i in 0..40 {
+        let data =
+            format!("{{\"title\":\"item {i}\",\"content\":\"{}\"}}", "a fairly repetitive body ".repeat(8));
+        store.put(patternbank::Pattern::new(format!("s{i}"), "memory", data)).unwrap();
+    }
+    store.close().unwrap();
+    let (code, out, err) = run(cli().args(["stats", "--json", "--db"]).arg(&db));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let s = &v["storage"];
+    assert_eq!(s["payloads"], 40);
+    assert!(s["saved_ratio"].as_f64().is_some_and(|r| r > 0.5), "{s}");
+    assert_eq!(s["by_codec"][0]["codec"], "lz4", "{s}");
+    let (code, out, _) = run(cli().args(["stats", "--db"]).arg(&db));
+    assert_eq!(code, 0);
+    assert!(out.contains("lz4") && out.contains("saved"), "{out}");
+}

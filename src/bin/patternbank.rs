@@ -126,6 +126,15 @@ struct BenchArgs {
     /// N ≤ 100,000, latency only beyond. Implies W2.
     #[arg(long, value_name = "N")]
     synthetic: Option<usize>,
+    /// Run the codec measurements: D(`--codec-items`) data through a fresh store (default
+    /// codec, a dictionary trained on the store's payloads, then `recompress`), per-item LZ4
+    /// and zlib times with that dictionary, generated trajectories, and dedup. Alone, it runs
+    /// only these; with `--only`, they are added.
+    #[arg(long)]
+    codec: bool,
+    /// Items of D(N) for `--codec`.
+    #[arg(long, default_value_t = 20_000)]
+    codec_items: usize,
     /// Seed of every generator.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -566,7 +575,7 @@ fn put_all(
 /// `--synthetic` and no `--only`, W2 added to `--only` otherwise.
 fn workloads(args: &BenchArgs) -> Result<Vec<String>, String> {
     let w2 = args.search || args.synthetic.is_some();
-    let mut list: Vec<String> = match (&args.only, w2) {
+    let mut list: Vec<String> = match (&args.only, w2 || args.codec) {
         (Some(only), _) => only.iter().map(|w| w.trim().to_ascii_lowercase()).collect(),
         (None, true) => Vec::new(),
         (None, false) => vec!["w1".into(), "w3".into()],
@@ -574,8 +583,11 @@ fn workloads(args: &BenchArgs) -> Result<Vec<String>, String> {
     if w2 && !list.iter().any(|w| w == "w2") {
         list.push("w2".into());
     }
-    if let Some(bad) = list.iter().find(|w| !["w1", "w2", "w3"].contains(&w.as_str())) {
-        return Err(format!("unknown workload {bad:?} (known: w1, w2, w3)"));
+    if args.codec && !list.iter().any(|w| w == "codec") {
+        list.push("codec".into());
+    }
+    if let Some(bad) = list.iter().find(|w| !["w1", "w2", "w3", "codec"].contains(&w.as_str())) {
+        return Err(format!("unknown workload {bad:?} (known: w1, w2, w3, codec)"));
     }
     Ok(list)
 }
@@ -594,6 +606,9 @@ fn bench(args: BenchArgs) -> CliResult {
     if want("w2") {
         out.insert("w2".into(), w2(&args, tmp.path(), quiet)?);
     }
+    if want("codec") {
+        out.insert("codec".into(), codec_bench(&args, tmp.path(), quiet)?);
+    }
     let out = Value::Object(out);
     if args.json {
         println!("{out}");
@@ -601,6 +616,116 @@ fn bench(args: BenchArgs) -> CliResult {
         print_table(&out);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The codec figures of `--codec` (see its help).
+fn codec_bench(args: &BenchArgs, tmp: &Path, quiet: bool) -> Result<Value, Box<dyn std::error::Error>> {
+    use patternbank::codec::{self, Codec, Decoder, DictionarySet, Encoder};
+    let n = args.codec_items;
+    let texts = match workload::shared_dir() {
+        Some(dir) => workload::corpus_texts(&dir)?,
+        None => Vec::new(),
+    };
+    eprintln!("codec: D({n}) data (seed {}) …", args.seed);
+    let items = workload::payloads(n, args.seed, &texts);
+    let raw: usize = items.iter().map(Vec::len).sum();
+    let db = tmp.join("codec.db");
+    let store = Config::new(&db).dictionary_train_after(0).open()?;
+    let bar = if quiet { ProgressBar::hidden() } else { progress(n as u64, "codec: loading") };
+    for (i, data) in items.iter().enumerate() {
+        store.put(Pattern::new(format!("c{i}"), "memory", data.clone()))?;
+        bar.set_position(i as u64);
+    }
+    store.flush()?;
+    bar.finish_and_clear();
+    let no_dict = store.storage()?;
+    let trained = store.train_dictionary()?;
+    let recompressed = store.recompress()?;
+    let storage = store.storage()?;
+    let dict = store.current_dictionary().ok_or("no dictionary after training")?;
+    let dicts: DictionarySet = std::iter::once(dict.clone()).collect();
+
+    // Per item, as the items come one after another (no repeat of the same item).
+    let mut per_codec = serde_json::Map::new();
+    for (name, codec) in [("lz4", Codec::Lz4), ("zlib", Codec::Zlib)] {
+        let mut enc = Encoder::new(codec);
+        let mut dec = Decoder::new();
+        let (mut blob, mut back) = (Vec::new(), Vec::new());
+        let (mut enc_ns, mut dec_ns) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut stored = 0usize;
+        for data in &items {
+            let t = Instant::now();
+            enc.encode_into(Some(&dict), data, &mut blob)?;
+            enc_ns.push(t.elapsed().as_nanos() as u64);
+            let t = Instant::now();
+            dec.decode_into(&blob, &dicts, &mut back)?;
+            dec_ns.push(t.elapsed().as_nanos() as u64);
+            if back != *data {
+                return Err(format!("{name} round trip differs").into());
+            }
+            stored += blob.len();
+        }
+        per_codec.insert(
+            name.into(),
+            json!({
+                "saved_ratio": 1.0 - stored as f64 / raw as f64,
+                "encode_p50_ns": median(&mut enc_ns),
+                "decode_p50_ns": median(&mut dec_ns),
+            }),
+        );
+    }
+
+    // Trajectories: the seeded generator, through the store.
+    let trajectories: Vec<_> = (0..1_000).map(|i| codec::generate_trajectory(args.seed + i)).collect();
+    let plain: usize = trajectories.iter().map(codec::trajectory_plain_len).sum();
+    for t in &trajectories {
+        store.put_trajectory(t.clone())?;
+    }
+    store.flush()?;
+    let with_traj = store.storage()?;
+
+    // Dedup: one item under 10 ids against the same item stored once.
+    let dedup_db = tmp.join("dedup.db");
+    let dedup = Config::new(&dedup_db).dictionary_train_after(0).open()?;
+    dedup.put(Pattern::new("one", "memory", items[0].clone()))?;
+    dedup.flush()?;
+    let once = dedup.storage()?.stored_bytes;
+    for i in 0..9 {
+        dedup.put(Pattern::new(format!("copy{i}"), "memory", items[0].clone()))?;
+    }
+    dedup.flush()?;
+    let ten = dedup.storage()?.stored_bytes;
+    dedup.close()?;
+    let metrics = store.metrics().codec;
+    store.close()?;
+    let traj_stored = with_traj.trajectory_stored_bytes as f64;
+    Ok(json!({
+        "items": n,
+        "raw_bytes": raw,
+        "codec": metrics.codec,
+        "saved_ratio": storage.saved_ratio,
+        "saved_ratio_without_dictionary": no_dict.saved_ratio,
+        "stored_bytes": storage.stored_bytes,
+        "dictionary": trained,
+        "recompressed": recompressed,
+        "lz4_dict_saved_ratio": per_codec["lz4"]["saved_ratio"],
+        "lz4_encode_p50_ns": per_codec["lz4"]["encode_p50_ns"],
+        "lz4_decode_p50_ns": per_codec["lz4"]["decode_p50_ns"],
+        "zlib_dict_saved_ratio": per_codec["zlib"]["saved_ratio"],
+        "zlib_encode_p50_ns": per_codec["zlib"]["encode_p50_ns"],
+        "zlib_decode_p50_ns": per_codec["zlib"]["decode_p50_ns"],
+        "trajectories": trajectories.len(),
+        "trajectory_saved_ratio": 1.0 - traj_stored / with_traj.trajectory_json_bytes as f64,
+        "trajectory_saved_ratio_vs_plain_binary": 1.0 - traj_stored / plain as f64,
+        "dedup_ten_copies_cost_ratio": ten as f64 / once as f64,
+        "store_encode_p50_ns": metrics.encode_ns.p50,
+        "store_decode_p50_ns": metrics.decode_ns.p50,
+    }))
+}
+
+fn median(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
 /// W1 and W3 on D(N) (`--patterns`), into `out`.
@@ -1193,6 +1318,32 @@ fn print_table(v: &Value) {
             w2["p50_us_no_rerank"].as_f64().unwrap_or(0.0),
             w2["p99_us_no_rerank"].as_f64().unwrap_or(0.0),
             w2["l3_hits"]
+        );
+    }
+    if let Some(c) = v.get("codec") {
+        let pct = |k: &str| 100.0 * c[k].as_f64().unwrap_or(0.0);
+        println!(
+            "codec: D({}) data, {} B raw: default codec {} saved {:.1} % with a dictionary ({:.1} % without)",
+            c["items"],
+            c["raw_bytes"],
+            c["codec"].as_str().unwrap_or("?"),
+            pct("saved_ratio"),
+            pct("saved_ratio_without_dictionary")
+        );
+        for name in ["lz4", "zlib"] {
+            println!(
+                "  {name:<4} + dictionary: saved {:.1} %, per item p50 encode {} ns, decode {} ns",
+                pct(&format!("{name}_dict_saved_ratio")),
+                c[format!("{name}_encode_p50_ns")],
+                c[format!("{name}_decode_p50_ns")]
+            );
+        }
+        println!(
+            "  trajectories ({}): saved {:.1} % over JSON, {:.1} % over a plain binary form; dedup: 10 copies cost {:.2}× one",
+            c["trajectories"],
+            pct("trajectory_saved_ratio"),
+            pct("trajectory_saved_ratio_vs_plain_binary"),
+            c["dedup_ten_copies_cost_ratio"].as_f64().unwrap_or(0.0)
         );
     }
 }
