@@ -28,6 +28,7 @@ pub struct Config {
     pub(crate) learning_rate: f64,
     pub(crate) l1_capacity_bytes: usize,
     pub(crate) l1_capacity_entries: usize,
+    pub(crate) l1_warm: usize,
     pub(crate) batch_patterns: usize,
     pub(crate) batch_outcomes: usize,
     pub(crate) batch_interval: Duration,
@@ -71,6 +72,8 @@ impl Config {
             l1_capacity_bytes: 256 << 20,
             // No separate entry bound: bytes are what a user budgets.
             l1_capacity_entries: usize::MAX,
+            // Off: open stays a constant-time affair unless the user asks for warming.
+            l1_warm: 0,
             // The defaults: large enough to amortise a commit (≈ 30 µs in WAL
             // NORMAL) to well under a microsecond per row, small enough to commit often.
             batch_patterns: 1000,
@@ -157,6 +160,15 @@ impl Config {
     /// Capacity of the L1 cache in entries, on top of the byte bound (default: unbounded).
     pub fn l1_capacity_entries(mut self, entries: usize) -> Self {
         self.l1_capacity_entries = entries;
+        self
+    }
+
+    /// Warm the L1 at open with up to this many patterns, the most confident first (ties:
+    /// the most used, then the most recently used), as far as the L1's capacity allows
+    /// (default 0: no warming, so open does not read the patterns). Costs one scan of the
+    /// stats table and one read per pattern; a writable store only.
+    pub fn l1_warm(mut self, patterns: usize) -> Self {
+        self.l1_warm = patterns;
         self
     }
 

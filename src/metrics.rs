@@ -223,6 +223,7 @@ pub(crate) struct Registry {
     pub failed_writes: Counter,
     pub batch_retries: Counter,
     pub vacuum_runs: Counter,
+    pub l1_warmed: Counter,
     pub batch_ops: Histogram,
     pub commit_ns: Histogram,
     pub get_ns: Histogram,
@@ -338,6 +339,8 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Writes not yet committed, served from the overlay.
     pub pending_entries: u64,
+    /// Patterns loaded into the L1 at open (`Config::l1_warm`).
+    pub warmed: u64,
 }
 
 /// Slow statements.

@@ -500,7 +500,44 @@ impl Store {
                 None
             }
         };
-        Ok(Store { shared, pool, writer: Mutex::new(writer), read_only, _lock: lock })
+        let store = Store { shared, pool, writer: Mutex::new(writer), read_only, _lock: lock };
+        if !store.read_only && store.cfg().l1_warm > 0 {
+            store.warm_l1()?;
+        }
+        Ok(store)
+    }
+
+    /// Loads the `l1_warm` most confident (then most used, most recent) patterns into the
+    /// L1, stopping when it is full. Runs before the store is handed out, so nothing races it.
+    fn warm_l1(&self) -> Result<()> {
+        let ids = self.pool.with(|r| {
+            let mut stmt = r.conn().prepare(
+                "SELECT id FROM stats ORDER BY confidence DESC, usage_count DESC, last_used_ms DESC LIMIT ?1",
+            )?;
+            let mut ids = Vec::new();
+            stmt.for_each(
+                &[sqlite::ffi::Value::Int(self.cfg().l1_warm.min(i64::MAX as usize) as i64)],
+                |row| {
+                    ids.push(row.text(0).unwrap_or_default().to_owned());
+                    Ok(())
+                },
+            )?;
+            Ok(ids)
+        })?;
+        let (tier, payloads) = (&self.shared.tier, &self.shared.payloads);
+        let mut warmed = 0;
+        for id in ids {
+            let Some(p) = self.pool.with(|r| r.get(&id, payloads))? else { continue };
+            let p = Arc::new(p);
+            let weight = p.weight_bytes() as u64;
+            if tier.l1.weight() + weight > tier.l1.capacity_weight() || tier.l1.len() >= tier.l1.capacity() {
+                break;
+            }
+            tier.l1.insert_if_absent(p.id.as_str().into(), Cached::new(&p));
+            warmed += 1;
+        }
+        self.shared.metrics.l1_warmed.add(warmed);
+        Ok(())
     }
 
     fn cfg(&self) -> &Config {
@@ -1095,6 +1132,7 @@ impl Store {
         m.l1.capacity_bytes = l1.capacity_weight();
         m.l1.evictions = l1.evictions();
         m.l1.pending_entries = sh.tier.pending_len() as u64;
+        m.l1.warmed = sh.metrics.l1_warmed.get();
         m.slow_queries.threshold_us = sh.cfg.slow_query_threshold.as_micros() as u64;
         m.slow_queries.count = sh.slow.count();
         m.slow_queries.recent = sh.slow.recent();

@@ -561,3 +561,30 @@ fn a_database_locked_elsewhere_fails_the_batch_visibly_and_recovers() {
     store.flush().unwrap();
     assert_eq!(store.count().unwrap(), 1);
 }
+
+/// Issue 3: warming at open loads the most confident patterns, as far as the L1 holds them.
+#[test]
+fn warming_at_open_loads_the_most_confident_patterns() {
+    let (_dir, path) = temp_db();
+    let store = small(&path).open().unwrap();
+    for i in 0..50 {
+        store.put(pattern(&format!("w{i:02}"), 8).with_confidence(i as f64 / 50.0)).unwrap();
+    }
+    store.close().unwrap();
+    let store = small(&path).l1_warm(10).open().unwrap();
+    let m = store.metrics();
+    assert_eq!((m.l1.warmed, m.l1.entries), (10, 10));
+    for i in 40..50 {
+        assert!(store.get(&format!("w{i:02}")).unwrap().is_some());
+    }
+    let m = store.metrics();
+    assert_eq!((m.get_hits.l1, m.get_hits.sqlite), (10, 0), "the ten most confident are L1 hits");
+    assert!(store.get("w00").unwrap().is_some());
+    assert_eq!(store.metrics().get_hits.sqlite, 1);
+    store.close().unwrap();
+    let store = small(&path).l1_warm(10).l1_capacity_entries(4).open().unwrap();
+    assert_eq!(store.metrics().l1.warmed, 4, "warming stops at the L1's capacity");
+    store.close().unwrap();
+    let store = small(&path).open().unwrap();
+    assert_eq!(store.metrics().l1.warmed, 0, "off by default");
+}
