@@ -67,8 +67,10 @@ impl Config {
             embedding_model: "all-MiniLM-L6-v2".to_owned(),
             // DESIGN.md, Confidence: the seed system's rate.
             learning_rate: 0.1,
-            // 64 MiB of decoded patterns: about 25,000 patterns of the standard dataset, the
-            // hot part of a Zipf(0.99) working set of 100,000 (≈ 88 % of gets).
+            // 256 MiB of decoded patterns: about 100,000 patterns of the standard dataset
+            // (≈ 2.5 KiB each, a 1.5 KiB embedding included), the whole of W1's working set;
+            // 64 MiB would hold ≈ 25,000, the hot part of a Zipf(0.99) set of 100,000
+            // (≈ 88 % of gets).
             l1_capacity_bytes: 256 << 20,
             // No separate entry bound: bytes are what a user budgets.
             l1_capacity_entries: usize::MAX,
@@ -151,7 +153,7 @@ impl Config {
         self
     }
 
-    /// Capacity of the L1 cache in bytes of decoded patterns (default 64 MiB).
+    /// Capacity of the L1 cache in bytes of decoded patterns (default 256 MiB).
     pub fn l1_capacity_bytes(mut self, bytes: usize) -> Self {
         self.l1_capacity_bytes = bytes;
         self
