@@ -5,7 +5,9 @@
 //!
 //! `put` encodes on the caller's thread (hash, then compress with the latest dictionary), so
 //! compression scales with the callers instead of loading the one writer thread. The writer
-//! only looks the content hash up and stores or references the blob. Misses decode on the
+//! only looks the content hash up and stores or references the blob. A put whose data equals
+//! the cached copy's (an update of the stats alone, the agent loop's usual put) sends just the
+//! hash: the value is almost surely stored, and if it is not, the writer encodes it. Misses decode on the
 //! reader's thread; the L1 holds decoded patterns, so a hit pays nothing.
 //!
 //! ## Dedup (schema in `crate::sqlite::schema`)
@@ -54,6 +56,25 @@ const DRIFT_WINDOW: u64 = 1_000;
 const DRIFT_COOLDOWN_WINDOWS: u64 = 10;
 /// Fewest committed payloads worth training on.
 const MIN_TRAIN_SAMPLES: usize = 64;
+
+/// A pattern's data as `put` hands it to the writer.
+pub(crate) enum Payload {
+    /// Encoded on the caller's thread.
+    Encoded(Encoded),
+    /// The same bytes as the pattern's cached copy, so most likely stored already: only the
+    /// hash was computed. The writer encodes the data itself if the hash is not found after all
+    /// (the earlier put failed, or the content was deleted meanwhile).
+    Unchanged { hash: [u8; 16] },
+}
+
+impl Payload {
+    pub fn hash(&self) -> &[u8; 16] {
+        match self {
+            Payload::Encoded(e) => &e.hash,
+            Payload::Unchanged { hash } => hash,
+        }
+    }
+}
 
 /// A value ready for the writer: its content hash and its blob.
 pub(crate) struct Encoded {
@@ -224,6 +245,15 @@ impl Payloads {
         Ok(saved)
     }
 
+    /// What `put` sends the writer for `data`: only its hash when `unchanged` (the cached
+    /// copy holds the same bytes; compressing again would be wasted), else its encoding.
+    pub fn prepare(&self, data: &[u8], unchanged: bool) -> Result<Payload> {
+        if unchanged {
+            return Ok(Payload::Unchanged { hash: codec::content_hash(data).to_be_bytes() });
+        }
+        self.encode(data).map(Payload::Encoded)
+    }
+
     /// Encodes a pattern's data with the configured codec and the latest dictionary.
     pub fn encode(&self, data: &[u8]) -> Result<Encoded> {
         let timed = crate::metrics::sample_latency().then(Instant::now);
@@ -315,7 +345,8 @@ impl Payloads {
 
     /// Notes an encoded value for the training triggers; true when a (re)training is due
     /// and this caller should start it.
-    pub fn note_for_training(&self, e: &Encoded) -> bool {
+    pub fn note_for_training(&self, p: &Payload) -> bool {
+        let Payload::Encoded(e) = p else { return false };
         if self.codec == Codec::Raw || self.training.load(Ordering::Relaxed) {
             return false;
         }

@@ -144,6 +144,11 @@ impl Cached {
         self.unfolded.map_or_else(|| self.pattern.load().version, |u| u.max_seq)
     }
 
+    /// Whether the cached pattern's data is `data`.
+    fn same_data(&self, data: &[u8]) -> bool {
+        self.pattern.load().data == data
+    }
+
     fn weight(&self) -> u64 {
         self.pattern.load().weight_bytes() as u64
     }
@@ -637,7 +642,12 @@ impl Store {
     fn stage_put(&self, mut pattern: Pattern) -> Result<PutOp> {
         self.writable()?;
         self.validate(&pattern)?;
-        let payload = self.shared.payloads.encode(&pattern.data)?;
+        // A put that changes only the stats (the agent loop's usual update) keeps its data:
+        // then the stored value is most likely there already, and compressing it again would
+        // be wasted. Compare with the cached copy (lock-free) and send just the hash.
+        let unchanged =
+            self.shared.tier.l1.get_with(pattern.id.as_str(), |c| c.same_data(&pattern.data)) == Some(true);
+        let payload = self.shared.payloads.prepare(&pattern.data, unchanged)?;
         if self.shared.payloads.note_for_training(&payload) {
             self.spawn_training();
         }

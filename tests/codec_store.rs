@@ -404,3 +404,34 @@ fn a_version_2_file_is_upgraded_and_its_inline_rows_stay_readable() {
     assert_eq!((s.payloads, s.inline_values), (2, 0), "{s:?}");
     assert!(store.check().unwrap().problems.is_empty());
 }
+
+/// A put whose data equals the cached copy's sends only the hash; if that content is not
+/// stored after all, the writer encodes it itself.
+#[test]
+fn an_unchanged_put_stores_its_data_even_when_the_stored_value_is_gone() {
+    let (_dir, path) = temp_db();
+    let data = items(1).remove(0);
+    let store = manual(&path).open().unwrap();
+    store.put(Pattern::new("a", "k", data.clone())).unwrap();
+    store.flush().unwrap();
+    let encoded_before = store.metrics().codec.by_codec.iter().map(|c| c.values).sum::<u64>();
+    // Re-put with the same data and a new confidence: no second encode on this thread.
+    store.put(Pattern::new("a", "k", data.clone()).with_confidence(0.9)).unwrap();
+    store.flush().unwrap();
+    let m = store.metrics().codec;
+    assert_eq!(m.by_codec.iter().map(|c| c.values).sum::<u64>(), encoded_before);
+    assert_eq!(m.dedup_hits, 1);
+    // Now remove the stored value behind the store's back (as if it had been lost), and put
+    // the unchanged data again: the writer must store it.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("UPDATE patterns SET pid = NULL, data = X'7B7D'; DELETE FROM payloads;").unwrap();
+    drop(conn);
+    store.put(Pattern::new("a", "k", data.clone()).with_confidence(0.8)).unwrap();
+    store.flush().unwrap();
+    let store = reopen(store, manual(&path));
+    let a = store.get("a").unwrap().unwrap();
+    assert_eq!((a.data.as_slice(), a.confidence), (data.as_slice(), 0.8));
+    let s = store.storage().unwrap();
+    assert_eq!((s.payloads, s.references), (1, 1), "{s:?}");
+    assert!(store.check().unwrap().problems.is_empty());
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::codec::{Dictionary, Trajectory};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pattern::{Outcome, Pattern};
-use crate::payload::{DictionaryInfo, Encoded};
+use crate::payload::{DictionaryInfo, Encoded, Payload};
 use crate::sync::{thread, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use ring::{Consumer, Producer};
 
@@ -54,7 +54,7 @@ pub(crate) struct PutOp {
 /// What a [`PutOp`] writes.
 pub(crate) enum Write {
     /// A pattern and its encoded data.
-    Pattern { pattern: Arc<Pattern>, payload: Encoded },
+    Pattern { pattern: Arc<Pattern>, payload: Payload },
     /// The deletion of pattern `id`.
     Delete { id: Box<str> },
     /// A trajectory, its encoded blob and its size as JSON.

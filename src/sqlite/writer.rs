@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result};
 use crate::l2::L2Writer;
 use crate::pattern::OutcomeSum;
-use crate::payload::Encoded;
+use crate::payload::{Payload, Payloads};
 use crate::queue::{Control, OutcomeOp, PutOp, Receivers, Write};
 use crate::sqlite::embedding_bytes;
 use crate::sqlite::ffi::{Connection, Statement, Value};
@@ -101,17 +101,32 @@ impl PatternStatements {
             .query_row(&[Value::Text(id)], |row| Ok((row.i64(0), (!row.is_null(1)).then(|| row.i64(1)))))
     }
 
-    /// A reference to `payload`'s content: an existing row's (one more reference, unless it is
-    /// `held`, the reference the pattern already has), or a new row. Returns the pid and
-    /// whether the content was already stored.
-    fn reference(&mut self, payload: &Encoded, held: Option<i64>) -> Result<(i64, bool)> {
-        let found = self.find_payload.query_row(&[Value::Blob(&payload.hash)], |row| Ok(row.i64(0)))?;
+    /// A reference to the content of `p`'s data: an existing row's (one more reference,
+    /// unless it is `held`, the reference the pattern already has), or a new row (encoding the
+    /// data here if the caller did not). Returns the pid and whether the content was already
+    /// stored.
+    fn reference(
+        &mut self,
+        p: &crate::Pattern,
+        payload: &Payload,
+        held: Option<i64>,
+        payloads: &Payloads,
+    ) -> Result<(i64, bool)> {
+        let found = self.find_payload.query_row(&[Value::Blob(payload.hash())], |row| Ok(row.i64(0)))?;
         if let Some(pid) = found {
             if held != Some(pid) {
                 self.add_ref.execute(&[Value::Int(pid)])?;
             }
             return Ok((pid, true));
         }
+        let encoded_here;
+        let payload = match payload {
+            Payload::Encoded(e) => e,
+            Payload::Unchanged { .. } => {
+                encoded_here = payloads.encode(&p.data)?;
+                &encoded_here
+            }
+        };
         self.insert_payload.execute(&[
             Value::Blob(&payload.hash),
             Value::Int(payload.codec as i64),
@@ -132,10 +147,16 @@ impl PatternStatements {
 
     /// Writes pattern `p` with `payload` as part of batch `batch`; returns its rowid and
     /// whether the content was already stored.
-    fn put(&mut self, p: &crate::Pattern, payload: &Encoded, batch: u64) -> Result<(i64, bool)> {
+    fn put(
+        &mut self,
+        p: &crate::Pattern,
+        payload: &Payload,
+        batch: u64,
+        payloads: &Payloads,
+    ) -> Result<(i64, bool)> {
         let existing = self.find(&p.id)?;
         let held = existing.and_then(|(_, pid)| pid);
-        let (pid, dedup) = self.reference(payload, held)?;
+        let (pid, dedup) = self.reference(p, payload, held, payloads)?;
         let emb = p.embedding.as_deref().map(embedding_bytes);
         let emb = emb.as_deref().map_or(Value::Null, Value::Blob);
         let rowid = match existing {
@@ -610,7 +631,8 @@ impl Writer {
         match unit {
             Unit::Put(op) => match &op.write {
                 Write::Pattern { pattern, payload } => {
-                    let (rowid, dedup) = self.stmts.patterns.put(pattern, payload, batch)?;
+                    let (rowid, dedup) =
+                        self.stmts.patterns.put(pattern, payload, batch, &self.shared.payloads)?;
                     Ok(Effect::Put { rowid, dedup })
                 }
                 Write::Delete { id } => {
@@ -759,8 +781,8 @@ pub(crate) fn raw_put_loop(
     for chunk in patterns.chunks(per_txn.max(1)) {
         begin.execute(&[])?;
         for p in chunk {
-            let payload = payloads.encode(&p.data)?;
-            statements.put(p, &payload, 0)?;
+            let payload = Payload::Encoded(payloads.encode(&p.data)?);
+            statements.put(p, &payload, 0, &payloads)?;
         }
         commit.execute(&[])?;
     }
