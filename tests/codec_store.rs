@@ -216,13 +216,7 @@ fn reference_counts_survive_a_rolled_back_batch() {
     let store = manual(&path).batch_interval(Duration::from_secs(60)).open().unwrap();
     store.put(pattern("seed", 8)).unwrap();
     store.flush().unwrap();
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(
-        "CREATE TRIGGER poison BEFORE INSERT ON patterns WHEN NEW.id = 'poison' \
-         BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
-    )
-    .unwrap();
-    drop(conn);
+    common::poison(&path, "poison");
     let shared = br#"{"title":"everyone's"}"#.to_vec();
     for i in 0..50 {
         let id = if i == 31 { "poison".to_owned() } else { format!("s{i}") };

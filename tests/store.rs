@@ -182,14 +182,7 @@ fn a_failing_write_is_isolated_and_reported() {
     let store = small(&path).batch_interval(Duration::from_secs(60)).open().unwrap();
     store.put(pattern("seed", 8)).unwrap();
     store.flush().unwrap();
-    // Make SQLite reject one id, as a full disk or a constraint would.
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(
-        "CREATE TRIGGER poison BEFORE INSERT ON patterns WHEN NEW.id = 'poison' \
-         BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
-    )
-    .unwrap();
-    drop(conn);
+    common::poison(&path, "poison");
     for i in 0..100 {
         let id = if i == 57 { "poison".to_owned() } else { format!("ok-{i}") };
         store.put(pattern(&id, 8)).unwrap();

@@ -22,3 +22,14 @@ pub fn pattern(id: &str, dim: usize) -> Pattern {
 pub fn small(path: &std::path::Path) -> Config {
     Config::new(path).embedding_dim(8)
 }
+
+/// Makes SQLite reject every insert of pattern `id` (`poisoned row`), as a full disk or a
+/// constraint would: a batch holding it fails and is bisected.
+pub fn poison(path: &std::path::Path, id: &str) {
+    let conn = rusqlite::Connection::open(path).expect("open for the trigger");
+    conn.execute_batch(&format!(
+        "CREATE TRIGGER poison BEFORE INSERT ON patterns WHEN NEW.id = '{id}' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;"
+    ))
+    .expect("create the trigger");
+}
