@@ -159,27 +159,25 @@ impl PatternStatements {
         let (pid, dedup) = self.reference(p, payload, held, payloads)?;
         let emb = p.embedding.as_deref().map(embedding_bytes);
         let emb = emb.as_deref().map_or(Value::Null, Value::Blob);
+        // Both statements bind (row, kind, embedding, created_at_ms, seq, pid); the row is the
+        // rowid of an update, the id of an insert.
+        let row = |first| {
+            [
+                first,
+                Value::Text(&p.kind),
+                emb,
+                Value::Int(p.created_at_ms),
+                Value::Int(batch as i64),
+                Value::Int(pid),
+            ]
+        };
         let rowid = match existing {
             Some((rowid, _)) => {
-                self.update_pattern.execute(&[
-                    Value::Int(rowid),
-                    Value::Text(&p.kind),
-                    emb,
-                    Value::Int(p.created_at_ms),
-                    Value::Int(batch as i64),
-                    Value::Int(pid),
-                ])?;
+                self.update_pattern.execute(&row(Value::Int(rowid)))?;
                 rowid
             }
             None => {
-                self.insert_pattern.execute(&[
-                    Value::Text(&p.id),
-                    Value::Text(&p.kind),
-                    emb,
-                    Value::Int(p.created_at_ms),
-                    Value::Int(batch as i64),
-                    Value::Int(pid),
-                ])?;
+                self.insert_pattern.execute(&row(Value::Text(&p.id)))?;
                 self.insert_pattern.last_insert_rowid()
             }
         };
