@@ -33,8 +33,8 @@
 //! | codec | saved | encode | decode |
 //! |---|---|---|---|
 //! | lz4 | 25.5 % | 4.9 / 2.3 µs | 0.46 / 0.22 µs |
-//! | lz4 + 32 KiB dictionary | 58.7 % | 6.6 / 4.1 µs | 0.72 / 0.42 µs |
-//! | lz4 + 64 KiB dictionary ([`DEFAULT_CODEC`], [`DEFAULT_DICT_LEN`]) | 61.5 % | 7.0 / 4.6 µs | 0.75 / 0.43 µs |
+//! | lz4 + 32 KiB dictionary | 57.9 % | 4.3 / 2.8 µs | 0.75 / 0.44 µs |
+//! | lz4 + 64 KiB dictionary ([`DEFAULT_CODEC`], [`DEFAULT_DICT_LEN`]) | 60.6 % | 4.2 / 2.8 µs | 0.77 / 0.45 µs |
 //! | zlib-6 | 47.0 % | 18.7 / 14.1 µs | 4.7 / 3.2 µs |
 //! | zlib-6 + 32 KiB dictionary | 63.3 % | 51 / 45 µs | 4.0 / 2.7 µs |
 //! | zlib-9 + 32 KiB dictionary ([`DEFAULT_ZLIB_LEVEL`]) | 63.9 % | 63 / 55 µs | 4.0 / 2.7 µs |
@@ -74,11 +74,11 @@ const ZLIB_WINDOW: usize = 32 << 10;
 /// decode cost on every read buys next to nothing (16 bytes is under 2 % of a typical 900-byte
 /// item), and tiny values, which rarely compress, skip the decoder entirely.
 pub const DEFAULT_MIN_SAVING: usize = 16;
-/// The default codec: LZ4 with a 64 KiB dictionary saves 61.5 % on D(20,000) items, with a
-/// median encode of 4.6–7.0 µs and decode of 0.4–0.75 µs; DEFLATE with a dictionary saves
-/// 63.3–63.9 % but takes about 10× longer to encode and 5× longer to decode.
+/// The default codec: LZ4 with a 64 KiB dictionary saves 60.6 % on D(20,000) items, with a
+/// median encode of 2.8–4.2 µs and decode of 0.45–0.8 µs; DEFLATE with a dictionary saves
+/// 63.3–63.9 % but takes 12–16× longer to encode and 5× longer to decode.
 pub const DEFAULT_CODEC: Codec = Codec::Lz4;
-/// Default dictionary size: LZ4 saves 55.6 / 58.7 / 61.5 % with 16 / 32 / 64 KiB on D(20,000)
+/// Default dictionary size: LZ4 saves 55.0 / 57.9 / 60.6 % with 16 / 32 / 64 KiB on D(20,000)
 /// items at about the same speed; DEFLATE uses the last 32 KiB of it.
 pub const DEFAULT_DICT_LEN: usize = MAX_DICT_LEN;
 /// Samples worth training on: 2,000 items train a 64 KiB dictionary in ≈ 0.2 s; 5,000 gain
@@ -146,7 +146,7 @@ pub struct Dictionary {
 
 impl Dictionary {
     /// A dictionary with `id` (not 0, which means "none") and `bytes` (at most
-    /// [`MAX_DICT_LEN`]). Indexes the bytes for LZ4 (≈ 0.8 ms for 64 KiB). Allocates.
+    /// [`MAX_DICT_LEN`]). Indexes the bytes for LZ4 (≈ 0.6 ms for 64 KiB). Allocates.
     pub fn new(id: u32, bytes: Vec<u8>) -> Result<Self, CodecError> {
         if id == 0 {
             return Err(CodecError::InvalidDictionary("id 0 is reserved for \"no dictionary\""));
