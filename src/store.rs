@@ -116,69 +116,26 @@ struct Unfolded {
 ///
 /// The writer records outcomes here in O(1) (composing affine maps) instead of cloning a
 /// 2.5 KiB pattern per updated id per batch; the first `get` after an update folds them into
-/// a new `Arc<Pattern>` and swaps it into the entry for the readers after it, without taking
-/// the shard lock or making a node. Patterns nobody reads again never pay.
-///
-/// A pattern's `version` tells the two states apart: the folded copy carries the outcomes'
-/// `max_seq`, the base an older write's. So a reader folds only a base (never twice), racing
-/// readers fold equal copies and the last swap wins, and the base is released by the swap, so
-/// an entry never holds two copies for long (its weight stays right).
+/// a new `Arc<Pattern>` and caches that. Patterns nobody reads again never pay.
+#[derive(Clone)]
 pub(crate) struct Cached {
-    pattern: arc_swap::ArcSwap<Pattern>,
+    pattern: Arc<Pattern>,
     unfolded: Option<Unfolded>,
-}
-
-impl Clone for Cached {
-    fn clone(&self) -> Self {
-        Self { pattern: arc_swap::ArcSwap::new(self.pattern.load_full()), unfolded: self.unfolded }
-    }
 }
 
 impl Cached {
     fn new(pattern: &Arc<Pattern>) -> Self {
-        Self { pattern: arc_swap::ArcSwap::new(Arc::clone(pattern)), unfolded: None }
+        Self { pattern: Arc::clone(pattern), unfolded: None }
     }
 
     /// The write sequence number this entry reflects.
     fn version(&self) -> u64 {
-        self.unfolded.map_or_else(|| self.pattern.load().version, |u| u.max_seq)
+        self.unfolded.map_or(self.pattern.version, |u| u.max_seq)
     }
 
     /// Whether the cached pattern's data is `data`.
     fn same_data(&self, data: &[u8]) -> bool {
-        self.pattern.load().data == data
-    }
-
-    fn weight(&self) -> u64 {
-        self.pattern.load().weight_bytes() as u64
-    }
-
-    /// The pattern as committed: the cached one, with any unfolded outcomes applied (by the
-    /// first reader that needs it, for the next ones too).
-    fn current(&self) -> Arc<Pattern> {
-        let p = self.pattern.load_full();
-        match self.unfolded {
-            Some(u) if p.version != u.max_seq => {
-                let mut folded = Pattern::clone(&p);
-                u.sum.apply(&mut folded);
-                folded.version = u.max_seq;
-                let folded = Arc::new(folded);
-                self.pattern.store(Arc::clone(&folded));
-                folded
-            }
-            _ => p,
-        }
-    }
-
-    /// This entry with `sum` (outcomes up to `max_seq`) recorded on top.
-    fn with_outcomes(&self, sum: &OutcomeSum, max_seq: u64) -> Self {
-        let p = self.pattern.load_full();
-        // Compose with the unfolded outcomes only if no reader folded them in yet.
-        let prior = self.unfolded.filter(|u| p.version != u.max_seq);
-        Self {
-            pattern: arc_swap::ArcSwap::new(p),
-            unfolded: Some(Unfolded { sum: prior.map_or(*sum, |u| u.sum.then(sum)), max_seq }),
-        }
+        self.pattern.data == data
     }
 }
 
@@ -201,7 +158,7 @@ impl Tier {
                 cfg.l1_capacity_bytes as u64,
                 // Reads take no lock, so the adaptive policy costs them no more than CLOCK.
                 Policy::Clock,
-                |_, c: &Cached| c.weight(),
+                |_, c: &Cached| c.pattern.weight_bytes() as u64,
             ),
             overlay: (0..shards)
                 .map(|_| {
@@ -248,7 +205,7 @@ impl Tier {
         let shard = self.shard(id);
         let mut pending = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
         remove_pending(&mut pending, id, seq);
-        self.l1.remove_if(id, |c| c.pattern.load().version == seq);
+        self.l1.remove_if(id, |c| c.pattern.version == seq);
         // Release: as in `insert_put`.
         shard.generation.fetch_add(1, Ordering::Release);
     }
@@ -264,13 +221,30 @@ impl Tier {
     pub fn outcomes_committed(&self, id: &str, sum: &OutcomeSum, min_seq: u64, max_seq: u64) {
         let shard = self.shard(id);
         let _guard = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
-        self.l1.update(id, |cur| (cur.version() < min_seq).then(|| cur.with_outcomes(sum, max_seq)));
+        self.l1.update(id, |cur| {
+            (cur.version() < min_seq).then(|| Cached {
+                pattern: Arc::clone(&cur.pattern),
+                unfolded: Some(Unfolded { sum: cur.unfolded.map_or(*sum, |u| u.sum.then(sum)), max_seq }),
+            })
+        });
     }
 
-    /// The L1's pattern for `id`, with any unfolded outcomes folded in (the folded copy is
-    /// kept in the entry for the next reader: no lock, no new node).
+    /// The L1's pattern for `id`, with any unfolded outcomes folded in (and the folded copy
+    /// cached for the next reader).
     fn cached(&self, id: &str) -> Option<Arc<Pattern>> {
-        self.l1.get_with(id, Cached::current)
+        let entry = self.l1.get(id)?;
+        let Some(unfolded) = entry.unfolded else { return Some(entry.pattern) };
+        let mut p = Pattern::clone(&entry.pattern);
+        unfolded.sum.apply(&mut p);
+        p.version = unfolded.max_seq;
+        let p = Arc::new(p);
+        // Same logical state, so no generation bump: replace only if nobody changed the
+        // entry meanwhile.
+        self.l1.update(id, |cur| {
+            (Arc::ptr_eq(&cur.pattern, &entry.pattern) && cur.unfolded == entry.unfolded)
+                .then(|| Cached::new(&p))
+        });
+        Some(p)
     }
 
     pub fn pending(&self, id: &str) -> Option<PendingWrite> {
