@@ -119,8 +119,9 @@ impl Config {
             codec: crate::codec::DEFAULT_CODEC,
             codec_min_saving: crate::codec::DEFAULT_MIN_SAVING,
             zlib_level: crate::codec::DEFAULT_ZLIB_LEVEL,
-            // Enough payloads to train on (2,000 samples: ≈ 0.2 s of training off the hot path).
-            dictionary_train_after: crate::codec::DEFAULT_TRAIN_SAMPLES,
+            // Enough payloads to train a useful dictionary on (2,000 samples: ≈ 0.2 s of
+            // training off the hot path); later retrains sample up to 5,000.
+            dictionary_train_after: 2_000,
             // Retrain when the last 1,000 values save 10 points less than the dictionary did
             // on its own sample.
             dictionary_drift: 0.10,

@@ -784,10 +784,10 @@ impl Store {
         })
     }
 
-    /// Trains a new compression dictionary on the most recent stored payloads (up to 2,000)
+    /// Trains a new compression dictionary on the most recent stored payloads (up to 5,000)
     /// and makes it the one new values use. Rows written before keep the dictionary they name
     /// and stay readable; [`Store::recompress`] rewrites them with the new one. Blocks for
-    /// the training (≈ 0.2 s for 2,000 samples) and one writer transaction. Fewer than 64
+    /// the training (≈ 1.3 s for 5,000 samples on a 2-core VM) and one writer transaction. Fewer than 64
     /// stored payloads is `InvalidInput`.
     pub fn train_dictionary(&self) -> Result<DictionaryInfo> {
         self.writable()?;

@@ -640,7 +640,9 @@ fn codec_bench(args: &BenchArgs, tmp: &Path, quiet: bool) -> Result<Value, Box<d
     store.flush()?;
     bar.finish_and_clear();
     let no_dict = store.storage()?;
+    let started = Instant::now();
     let trained = store.train_dictionary()?;
+    let train_ms = started.elapsed().as_secs_f64() * 1e3;
     let recompressed = store.recompress()?;
     let storage = store.storage()?;
     let dict = store.current_dictionary().ok_or("no dictionary after training")?;
@@ -718,6 +720,7 @@ fn codec_bench(args: &BenchArgs, tmp: &Path, quiet: bool) -> Result<Value, Box<d
         "saved_ratio_without_dictionary": no_dict.saved_ratio,
         "stored_bytes": storage.stored_bytes,
         "dictionary": trained,
+        "train_ms": train_ms,
         "recompressed": recompressed,
         "lz4_dict_saved_ratio": per_codec["lz4"]["saved_ratio"],
         "lz4_encode_p50_ns": per_codec["lz4"]["encode_p50_ns"],
