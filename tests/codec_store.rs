@@ -429,3 +429,45 @@ fn an_unchanged_put_stores_its_data_even_when_the_stored_value_is_gone() {
     assert_eq!((s.payloads, s.references), (1, 1), "{s:?}");
     assert!(store.check().unwrap().problems.is_empty());
 }
+
+/// When the data drifts away from what the dictionary was trained on, the saving of recent
+/// values falls and a new dictionary is trained in the background; old rows keep theirs.
+#[test]
+fn drifting_data_retrains_the_dictionary() {
+    let (_dir, path) = temp_db();
+    let cfg = || manual(&path).dictionary_drift(0.10);
+    let store = cfg().open().unwrap();
+    let json = items(1_500);
+    put_items(&store, "j", &json);
+    store.flush().unwrap();
+    let first = store.train_dictionary().unwrap();
+    assert!(first.saved_ratio > 0.4, "{first:?}");
+    // Log lines with a different vocabulary: the JSON dictionary barely helps them, while a
+    // dictionary of their own does.
+    let mut rng = patternbank::workload::Rng::new(7);
+    let words = ["kernel", "panic", "retry", "socket", "timeout", "vacuum", "epoch", "ring", "flush"];
+    let line = |rng: &mut patternbank::workload::Rng| -> Vec<u8> {
+        (0..60)
+            .map(|_| format!("{}={} ", words[rng.below(9) as usize], rng.below(1_000_000_000)))
+            .collect::<String>()
+            .into_bytes()
+    };
+    let started = Instant::now();
+    let mut i = 0;
+    while store.metrics().codec.dictionary_id == first.id {
+        assert!(started.elapsed() < Duration::from_secs(60), "no retrain after {i} drifted values");
+        store.put(Pattern::new(format!("log{i}"), "log", line(&mut rng))).unwrap();
+        i += 1;
+        if i % 1_000 == 0 {
+            store.flush().unwrap();
+        }
+    }
+    // The drift check needs ten windows of 1,000 values after the training.
+    assert!(i >= 10_000, "retrained after only {i} values");
+    let m = store.metrics().codec;
+    assert_eq!((m.dictionaries, m.trainings), (2, 2));
+    store.flush().unwrap();
+    let store = reopen(store, cfg());
+    assert_items(&store, "j", &json);
+    assert!(store.check().unwrap().problems.is_empty());
+}
