@@ -276,10 +276,12 @@ impl Payloads {
             let mut cell = cell.borrow_mut();
             let fresh = !matches!(&*cell, Some((c, l, m, _)) if *c == codec && *l == self.zlib_level && *m == self.min_saving);
             if fresh {
-                let enc = Encoder::new(codec).with_zlib_level(self.zlib_level).with_min_saving(self.min_saving);
-                *cell = Some((codec, self.zlib_level, self.min_saving, enc));
+                *cell = None;
             }
-            let (_, _, _, enc) = cell.as_mut().expect("set above");
+            let (_, _, _, enc) = cell.get_or_insert_with(|| {
+                let enc = Encoder::new(codec).with_zlib_level(self.zlib_level).with_min_saving(self.min_saving);
+                (codec, self.zlib_level, self.min_saving, enc)
+            });
             enc.encode_into(dict, data, &mut blob)
         });
         let used = used.map_err(|e| Error::invalid(format!("data could not be encoded: {e}")))?;
@@ -316,12 +318,12 @@ impl Payloads {
     ) -> Result<Vec<u8>> {
         let timed = crate::metrics::sample_latency().then(Instant::now);
         let decode = || DECODER.with(|d| d.borrow_mut().decode(blob, &self.dicts.load()));
-        let out = match decode() {
-            Err(CodecError::UnknownDictionary(_)) if conn.is_some() => {
-                self.reload(conn.expect("checked"))?;
+        let out = match (decode(), conn) {
+            (Err(CodecError::UnknownDictionary(_)), Some(conn)) => {
+                self.reload(conn)?;
                 decode()
             }
-            other => other,
+            (other, _) => other,
         };
         let out = out.map_err(|e| codec_error(&what(), e))?;
         if let Some(t) = timed {
@@ -392,8 +394,8 @@ impl Payloads {
         self.training.store(false, Ordering::Relaxed);
     }
 
-    /// Trains a dictionary on the most recent payloads in `conn`; `next_id` is one past the
-    /// highest id in use. Returns `None` when too few payloads are stored.
+    /// Trains a dictionary on the most recent payloads in `conn`, with the next free id.
+    /// Returns `None` when too few payloads are stored.
     pub fn train(&self, conn: &Connection) -> Result<Option<(Dictionary, DictionaryInfo)>> {
         let mut stmt = conn.prepare("SELECT pid, blob FROM payloads ORDER BY pid DESC LIMIT ?1")?;
         let mut samples = Vec::new();

@@ -636,8 +636,8 @@ impl Store {
     }
 
     /// Trains a dictionary in the background (the automatic triggers of `crate::payload`):
-    /// on its own read connection, then installed through the writer. A failure is counted in
-    /// the L2-independent codec metrics by not installing; the store goes on without it.
+    /// on its own read connection, then installed through the writer. A failure installs
+    /// nothing: the store goes on with the dictionary it has, and the trigger re-arms.
     fn spawn_training(&self) {
         let shared = Arc::clone(&self.shared);
         let spawned = thread::Builder::new().name("patternbank-train".into()).spawn(move || {
@@ -789,8 +789,8 @@ impl Store {
     /// Trains a new compression dictionary on the most recent stored payloads (up to 5,000)
     /// and makes it the one new values use. Rows written before keep the dictionary they name
     /// and stay readable; [`Store::recompress`] rewrites them with the new one. Blocks for
-    /// the training (≈ 1.3 s for 5,000 samples on a 2-core VM) and one writer transaction. Fewer than 64
-    /// stored payloads is `InvalidInput`.
+    /// the training (0.6–1.3 s for 5,000 samples on a 2-core VM) and one writer transaction.
+    /// Fewer than 64 stored payloads is `InvalidInput`.
     pub fn train_dictionary(&self) -> Result<DictionaryInfo> {
         self.writable()?;
         let payloads = &self.shared.payloads;
@@ -895,7 +895,11 @@ impl Store {
                 self.shared.withdraw(&op);
                 self.shared.metrics.try_full.incr();
                 let Write::Pattern { pattern, .. } = op.write else {
-                    unreachable!("stage_put makes a pattern write")
+                    // `stage_put` only makes pattern writes; answer rather than panic.
+                    return Err(TryError::Rejected(Error::new(
+                        ErrorKind::WriteFailed,
+                        "try_put: not a pattern write",
+                    )));
                 };
                 let mut p = Arc::unwrap_or_clone(pattern);
                 p.version = 0;

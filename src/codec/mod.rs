@@ -83,7 +83,7 @@ pub const DEFAULT_CODEC: Codec = Codec::Lz4;
 pub const DEFAULT_DICT_LEN: usize = MAX_DICT_LEN;
 /// Samples worth training on: on D(20,000) through the Store, a 64 KiB dictionary trained on
 /// the latest 5,000 items saves 60.7 %, on 2,000 60.2 %; reading, decoding and training on
-/// 5,000 takes about 1.3 s here, off the hot path.
+/// 5,000 takes 0.6–1.3 s here, off the hot path.
 pub const DEFAULT_TRAIN_SAMPLES: usize = 5_000;
 /// Default DEFLATE level. DEFLATE is the density option, and with a dictionary loading its
 /// window dominates the encode time (≈ 27 of 48 µs per item), so level 9's extra 0.6 points
