@@ -46,7 +46,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{Counter, Histogram, Summary};
 use crate::sqlite::ffi::{Connection, Value};
-use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
 
 /// Values per drift check: the saving of this many recent values is compared with the
 /// dictionary's own.
@@ -181,8 +181,13 @@ pub(crate) struct Payloads {
     pub training: AtomicBool,
     /// The saving of the latest dictionary on its own sample, as f64 bits.
     dict_saved_bits: AtomicU64,
-    /// Drift window: raw and stored bytes, values, windows since the last training.
-    window: Mutex<(u64, u64, u64, u64)>,
+    /// Drift window: raw and stored bytes and values of the current window, and windows since
+    /// the last training. Relaxed atomics, not a lock: every put with a dictionary counts here,
+    /// and an approximate window (a value counted in the next one) changes nothing.
+    window_in: AtomicU64,
+    window_out: AtomicU64,
+    window_values: AtomicU64,
+    windows: AtomicU64,
 }
 
 thread_local! {
@@ -214,7 +219,10 @@ impl Payloads {
             undictionaried: AtomicU64::new(0),
             training: AtomicBool::new(false),
             dict_saved_bits: AtomicU64::new(0),
-            window: Mutex::new((0, 0, 0, 0)),
+            window_in: AtomicU64::new(0),
+            window_out: AtomicU64::new(0),
+            window_values: AtomicU64::new(0),
+            windows: AtomicU64::new(0),
         };
         let saved = this.reload(conn)?;
         this.dict_saved_bits.store(saved.to_bits(), Ordering::Relaxed);
@@ -367,17 +375,17 @@ impl Payloads {
         if self.drift <= 0.0 {
             return false;
         }
-        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        w.0 += e.raw_len as u64;
-        w.1 += e.blob.len() as u64;
-        w.2 += 1;
-        if w.2 < DRIFT_WINDOW {
+        // Relaxed throughout: statistics (see the fields).
+        self.window_in.fetch_add(e.raw_len as u64, Ordering::Relaxed);
+        self.window_out.fetch_add(e.blob.len() as u64, Ordering::Relaxed);
+        if !(self.window_values.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(DRIFT_WINDOW) {
             return false;
         }
-        let saved = 1.0 - w.1 as f64 / w.0.max(1) as f64;
-        w.3 += 1;
-        let cooled = w.3 >= DRIFT_COOLDOWN_WINDOWS;
-        (w.0, w.1, w.2) = (0, 0, 0);
+        // The caller that completes a window closes it.
+        let raw = self.window_in.swap(0, Ordering::Relaxed);
+        let stored = self.window_out.swap(0, Ordering::Relaxed);
+        let saved = 1.0 - stored as f64 / raw.max(1) as f64;
+        let cooled = self.windows.fetch_add(1, Ordering::Relaxed) + 1 >= DRIFT_COOLDOWN_WINDOWS;
         let reference = f64::from_bits(self.dict_saved_bits.load(Ordering::Relaxed));
         cooled && saved < reference - self.drift
     }
@@ -386,7 +394,9 @@ impl Payloads {
     pub fn training_done(&self, installed: Option<f64>) {
         if let Some(saved) = installed {
             self.dict_saved_bits.store(saved.to_bits(), Ordering::Relaxed);
-            *self.window.lock().unwrap_or_else(|p| p.into_inner()) = (0, 0, 0, 0);
+            for w in [&self.window_in, &self.window_out, &self.window_values, &self.windows] {
+                w.store(0, Ordering::Relaxed);
+            }
         } else {
             // Too few samples: try again after as many more values.
             self.undictionaried.store(0, Ordering::Relaxed);
