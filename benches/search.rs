@@ -10,7 +10,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Duration;
 
-use common::{synthetic, Index, SharedData};
+use common::{f32_scan, synthetic, Index, SharedData};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use patternbank::search::{Kernel, Quantization, Scratch, SearchParams, TopK};
 
@@ -22,18 +22,6 @@ fn read_all(words: &[u64]) -> u64 {
         }
     }
     acc.iter().fold(0, |a, b| a.wrapping_add(*b))
-}
-
-fn f32_scan(index: &Index, q: &[f32], top: &mut TopK) -> usize {
-    top.reset(10);
-    let k = Kernel::selected();
-    for (i, v) in index.originals.chunks_exact(index.dim).enumerate() {
-        let s = k.dot_f32(q, v);
-        if s >= top.threshold() {
-            top.push(i as u64, s);
-        }
-    }
-    top.len()
 }
 
 fn dataset(n: usize) -> (Index, Vec<f32>, &'static str) {

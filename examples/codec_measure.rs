@@ -220,16 +220,6 @@ fn codecs(payloads: &[Vec<u8>], samples: &[&[u8]]) {
     // Peers in the same run: lz4_flex's own encoder (re-hashing the dictionary per call) and
     // its bare decoder, which shows what our decode adds (header, checksum).
     let dict = d(64).unwrap();
-    let runs = |f: &mut dyn FnMut()| -> (u64, u64) {
-        let times: Vec<u64> = (0..3)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed().as_nanos() as u64
-            })
-            .collect();
-        (times[0], times.iter().copied().min().unwrap_or(0))
-    };
     let fastest = |f: &mut dyn FnMut()| runs(f).1;
     for with_dict in [false, true] {
         let ext: &[u8] = if with_dict { dict.bytes() } else { &[] };
@@ -288,16 +278,6 @@ fn timings(
     dict: Option<&Dictionary>,
     dicts: &DictionarySet,
 ) -> [u64; 4] {
-    fn runs(f: &mut dyn FnMut()) -> (u64, u64) {
-        let times: Vec<u64> = (0..3)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed().as_nanos() as u64
-            })
-            .collect();
-        (times[0], times.iter().copied().min().unwrap_or(0))
-    }
     let mut blobs = Vec::with_capacity(payloads.len());
     let (mut enc_sweep, mut enc_hot) = (Vec::new(), Vec::new());
     let mut out = Vec::with_capacity(4096);
@@ -379,4 +359,16 @@ fn trajectories() {
         );
     }
     let _ = DEFAULT_MIN_SAVING;
+}
+
+/// Times `f` three times: the first run (cold) and the fastest (hot), in nanoseconds.
+fn runs(f: &mut dyn FnMut()) -> (u64, u64) {
+    let times: Vec<u64> = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_nanos() as u64
+        })
+        .collect();
+    (times[0], times.iter().copied().min().unwrap_or(0))
 }

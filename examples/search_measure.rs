@@ -15,7 +15,7 @@ mod common;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use common::{global_calibrated, shared_recall, synthetic, Index, SharedData};
+use common::{f32_scan, global_calibrated, shared_recall, synthetic, Index, SharedData};
 use patternbank::search::{
     scan_block_with, Kernel, Quantization, QueryCodes, Scored, Scratch, SearchParams, TopK,
     UNIT_NORM_GLOBAL_SCALE,
@@ -139,19 +139,6 @@ fn scan_only(kernel: Kernel, index: &Index, q: &QueryCodes, top: &mut TopK) -> V
     let mut v = Vec::new();
     top.drain_sorted_into(&mut v);
     v
-}
-
-/// A plain f32 brute-force scan (SIMD dot per row) into a top-10.
-fn f32_scan(index: &Index, q: &[f32], top: &mut TopK) -> u64 {
-    top.reset(10);
-    let k = Kernel::selected();
-    for (i, v) in index.originals.chunks_exact(index.dim).enumerate() {
-        let s = k.dot_f32(q, v);
-        if s >= top.threshold() {
-            top.push(i as u64, s);
-        }
-    }
-    top.as_unsorted().iter().map(|s| s.slot).sum()
 }
 
 /// The variants that read the same code bytes alternate query by query, so that the noise of

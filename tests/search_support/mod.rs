@@ -156,3 +156,17 @@ pub fn shared_recall(data: &SharedData, index: &Index, k: usize, rerank: usize) 
         .sum();
     total / data.n_queries() as f64
 }
+
+/// A plain f32 brute-force scan (SIMD dot per row) into a top-10: the baseline our int8 scan
+/// is measured against. Returns the sum of the found slots, so the work cannot be elided.
+pub fn f32_scan(index: &Index, q: &[f32], top: &mut patternbank::search::TopK) -> u64 {
+    top.reset(10);
+    let k = patternbank::search::Kernel::selected();
+    for (i, v) in index.originals.chunks_exact(index.dim).enumerate() {
+        let s = k.dot_f32(q, v);
+        if s >= top.threshold() {
+            top.push(i as u64, s);
+        }
+    }
+    top.as_unsorted().iter().map(|s| s.slot).sum()
+}
