@@ -415,7 +415,7 @@ where
         // the stripe loses a count, which only delays the aging).
         let n = stripe.load(Ordering::Relaxed).wrapping_add(1);
         stripe.store(n, Ordering::Relaxed);
-        if n % ACCESS_BATCH == 0 {
+        if n.is_multiple_of(ACCESS_BATCH) {
             // Relaxed: a count; the aging it triggers needs no ordering with the increments.
             let total = self.accesses.fetch_add(ACCESS_BATCH, Ordering::Relaxed) + ACCESS_BATCH;
             if total >= sketch.reset_after {
