@@ -89,62 +89,69 @@ impl List {
 /// counter: the sketch is part of each entry's metadata), halved every `reset_after`
 /// increments so that old popularity fades (TinyLFU's aging).
 ///
+/// Blocked (after Caffeine's `FrequencySketch`): a key's four counters lie in one 64-byte
+/// block, one in each pair of its words, so an increment touches one cache line, not four.
+///
 /// The words are atomics because `Adaptive` readers increment in place, with no lock:
 /// relaxed loads and stores, not read-modify-writes, so two racing increments of one word
 /// can lose one (and an increment racing the halving can undo it for that word). The sketch
 /// is an estimate; one thread's increments are exact.
 struct Sketch {
-    words: Box<[AtomicU64]>,
-    mask: usize,
+    blocks: Box<[SketchBlock]>,
     reset_after: u64,
 }
 
+#[repr(align(64))]
+struct SketchBlock([AtomicU64; 8]);
+
 impl Sketch {
     fn new(entries: usize) -> Self {
-        let width = entries.clamp(16, 1 << 24).next_power_of_two();
+        // Four counters an entry, sixteen to a word, eight words to a block.
+        let blocks = (entries.clamp(16, 1 << 24).next_power_of_two() * 4 / 16 / 8).max(1);
         Self {
-            words: (0..width * 4 / 16).map(|_| AtomicU64::new(0)).collect(),
-            mask: width - 1,
+            blocks: (0..blocks).map(|_| SketchBlock(std::array::from_fn(|_| AtomicU64::new(0)))).collect(),
             reset_after: 10 * entries.max(16) as u64,
         }
     }
 
-    /// The counter of `hash` in `row`, as (word, bit shift).
+    /// The block of `hash`, and for each row the word in it and the counter's bit shift.
     #[inline]
-    fn index(&self, hash: u64, row: usize) -> (usize, u32) {
-        let h =
-            hash.wrapping_add(row as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15 ^ ((row as u64) << 32 | 0x5bd1));
-        let i = row * (self.mask + 1) + ((h >> 32) as usize & self.mask);
-        (i / 16, (i % 16) as u32 * 4)
+    fn index(&self, hash: u64) -> (&SketchBlock, [(usize, u32); 4]) {
+        let spread = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let block = &self.blocks[(spread >> 32) as usize & (self.blocks.len() - 1)];
+        // Five bits a row from the low half: which word of the row's pair, which counter.
+        let rows = std::array::from_fn(|row| {
+            let h = (spread >> (row * 5)) as usize;
+            (row * 2 + (h & 1), ((h >> 1) & 15) as u32 * 4)
+        });
+        (block, rows)
     }
 
     #[inline]
     fn increment(&self, hash: u64) {
-        for row in 0..4 {
-            let (w, shift) = self.index(hash, row);
+        let (block, rows) = self.index(hash);
+        for (w, shift) in rows {
             // Relaxed: a frequency estimate; no data is published through it (see above).
-            let word = self.words[w].load(Ordering::Relaxed);
+            let word = block.0[w].load(Ordering::Relaxed);
             if (word >> shift) & 0xF < 15 {
-                self.words[w].store(word + (1 << shift), Ordering::Relaxed);
+                block.0[w].store(word + (1 << shift), Ordering::Relaxed);
             }
         }
     }
 
     /// Halves every counter (sixteen to a word at once).
     fn age(&self) {
-        for w in self.words.iter() {
+        for w in self.blocks.iter().flat_map(|b| b.0.iter()) {
             // Relaxed: as in `increment`.
             w.store((w.load(Ordering::Relaxed) >> 1) & 0x7777_7777_7777_7777, Ordering::Relaxed);
         }
     }
 
     fn frequency(&self, hash: u64) -> u8 {
-        (0..4)
-            .map(|row| {
-                let (w, shift) = self.index(hash, row);
-                // Relaxed: as in `increment`.
-                ((self.words[w].load(Ordering::Relaxed) >> shift) & 0xF) as u8
-            })
+        let (block, rows) = self.index(hash);
+        rows.iter()
+            // Relaxed: as in `increment`.
+            .map(|&(w, shift)| ((block.0[w].load(Ordering::Relaxed) >> shift) & 0xF) as u8)
             .min()
             .unwrap_or(0)
     }
@@ -386,14 +393,13 @@ where
         let found =
             table.find(table_hash(hash), key, guard).filter(|(_, n)| !(E::EXPIRES && expired(n.expiry)));
         if self.referenced {
-            if let Some((_, node)) = found {
-                // Relaxed: a hint for the policy. Load first so a hot entry's line is not
-                // written on every read.
-                if node.meta.load(Ordering::Relaxed) & REFERENCED == 0 {
-                    node.meta.fetch_or(REFERENCED, Ordering::Relaxed);
-                }
-            }
-            if self.inline_sketch {
+            // Relaxed: a hint for the policy. Load first so a hot entry's line is not written
+            // on every read.
+            let newly_referenced = found.is_some_and(|(_, node)| {
+                node.meta.load(Ordering::Relaxed) & REFERENCED == 0
+                    && node.meta.fetch_or(REFERENCED, Ordering::Relaxed) & REFERENCED == 0
+            });
+            if self.inline_sketch && (found.is_none() || newly_referenced) {
                 self.count_access(hash);
             }
         } else if self.buffered && (found.is_some() || self.record_misses) {
