@@ -247,10 +247,13 @@ where
     fn insert_entry(&self, key: K, value: V, expiry: E, only_if_absent: bool) -> bool {
         let guard = crossbeam_epoch::pin();
         let (shard, hash) = self.locate(&key);
-        shard.with_lock(&guard, &*self.weigher, |locked| match locked.find(&key, hash) {
-            Some((_, node)) if only_if_absent && !self.expired(node.expiry) => false,
-            Some((slot, _)) => locked.replace(slot, key, value, expiry),
-            None => locked.insert_new(key, value, hash, expiry),
+        // Outside the lock: the probe's cache misses (`Shard::peek`) and the allocation.
+        let _ = shard.peek(&key, hash, &guard);
+        let node = Shard::new_node(key, value, hash, expiry);
+        shard.with_lock(&guard, &*self.weigher, |locked| match locked.find(&node.key, hash) {
+            Some((_, old)) if only_if_absent && !self.expired(old.expiry) => false,
+            Some((slot, _)) => locked.replace(slot, node),
+            None => locked.insert_new(node),
         })
     }
 
@@ -282,7 +285,7 @@ where
                 return false;
             }
             let Some(new) = f(&node.value) else { return false };
-            locked.replace(slot, node.key.clone(), new, node.expiry)
+            locked.replace(slot, Shard::new_node(node.key.clone(), new, hash, node.expiry))
         })
     }
 

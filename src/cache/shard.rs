@@ -41,7 +41,7 @@ use std::hash::{BuildHasher, Hash};
 
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
-use super::table::{Expiry, Node, Table, REFERENCED, REGION_MASK};
+use super::table::{Expiry, Node, Table, REBUILD_CHUNK, REFERENCED, REGION_MASK};
 use super::Policy;
 use crate::sync::{AtomicU32, AtomicU64, AtomicUsize, CachePadded, Ordering, ShardMutex, ShardMutexGuard};
 
@@ -207,6 +207,12 @@ impl Ghosts {
     }
 }
 
+/// Second chances one write may give (`Clock`, `Adaptive`). When nearly every entry is
+/// referenced (a hot, hit-heavy workload), a CLOCK sweep passes many entries, each a cache
+/// miss under the shard lock; the bound keeps the lock short. Measured on shared/traces
+/// against an unbounded sweep: hit ratios within 0.35 points at 8 (gli -0.32, OLTP -0.27).
+const SECOND_CHANCES: u32 = 8;
+
 /// Accesses a reader counts on its stripe before adding them to the shard's total.
 const ACCESS_BATCH: u64 = 64;
 
@@ -256,6 +262,14 @@ struct State {
 
 type Weigher<'a, K, V> = &'a (dyn Fn(&K, &V) -> u64 + Send + Sync);
 
+struct WriterSide {
+    state: ShardMutex<State>,
+    /// Published after each locked operation, so `len()` needs no lock.
+    len: AtomicUsize,
+    weight: AtomicU64,
+    evictions: AtomicU64,
+}
+
 pub(super) struct Shard<K, V, E> {
     table: Atomic<Table<K, V, E>>,
     /// The cache's key hasher: the sketch counts full 64-bit hashes, recomputed from a key
@@ -267,13 +281,10 @@ pub(super) struct Shard<K, V, E> {
     access_stripes: Box<[CachePadded<AtomicU64>]>,
     /// The frequency sketch (`Lfu`, `Adaptive`): outside the lock, for `Adaptive`'s readers.
     sketch: Option<Sketch>,
-    /// Sketch increments since its last aging.
-    accesses: AtomicU64,
-    state: ShardMutex<State>,
-    /// Published after each locked operation, so `len()` needs no lock.
-    len: AtomicUsize,
-    weight: AtomicU64,
-    evictions: AtomicU64,
+    /// Sketch increments since its last aging (its own line: `Adaptive` readers add to it).
+    accesses: CachePadded<AtomicU64>,
+    /// What writers change, on lines apart from the fields above, which every read loads.
+    writer: CachePadded<WriterSide>,
     /// Reads record accesses in the buffer (`Lru`, `Lfu`).
     buffered: bool,
     /// Misses are recorded too (`Lfu`: its sketch counts them).
@@ -335,20 +346,22 @@ where
                 Box::new([])
             },
             sketch,
-            accesses: AtomicU64::new(0),
-            state: ShardMutex::new(State {
-                lists: [List::EMPTY; 3],
-                capacity_weight,
-                capacity_entries,
-                window_max,
-                ghosts,
-                by_reference: matches!(policy, Policy::Clock | Policy::Adaptive),
-                live: 0,
-                used: 0,
+            accesses: CachePadded::new(AtomicU64::new(0)),
+            writer: CachePadded::new(WriterSide {
+                state: ShardMutex::new(State {
+                    lists: [List::EMPTY; 3],
+                    capacity_weight,
+                    capacity_entries,
+                    window_max,
+                    ghosts,
+                    by_reference: matches!(policy, Policy::Clock | Policy::Adaptive),
+                    live: 0,
+                    used: 0,
+                }),
+                len: AtomicUsize::new(0),
+                weight: AtomicU64::new(0),
+                evictions: AtomicU64::new(0),
             }),
-            len: AtomicUsize::new(0),
-            weight: AtomicU64::new(0),
-            evictions: AtomicU64::new(0),
             buffered,
             record_misses: policy == Policy::Lfu,
             referenced: matches!(policy, Policy::Clock | Policy::Adaptive),
@@ -358,17 +371,17 @@ where
 
     pub fn len(&self) -> usize {
         // Relaxed: a snapshot of a count published under the lock.
-        self.len.load(Ordering::Relaxed)
+        self.writer.len.load(Ordering::Relaxed)
     }
 
     pub fn weight(&self) -> u64 {
         // Relaxed: as in `len`.
-        self.weight.load(Ordering::Relaxed)
+        self.writer.weight.load(Ordering::Relaxed)
     }
 
     pub fn evictions(&self) -> u64 {
         // Relaxed: a statistic.
-        self.evictions.load(Ordering::Relaxed)
+        self.writer.evictions.load(Ordering::Relaxed)
     }
 
     /// Lock-free lookup: the node of `key`, recording the access for the policy. `expired`
@@ -409,6 +422,28 @@ where
         found.map(|(_, n)| n)
     }
 
+    /// A lock-free probe with no effect on the policy. A writer calls it before taking the
+    /// lock, so that the probe it repeats under the lock finds the table's and the node's
+    /// lines in its cache: the lock is then held for a few nanoseconds, not for two misses
+    /// to memory (measured: without it, two threads inserting spent a third of their time
+    /// waiting for shard locks).
+    #[inline]
+    pub fn peek<'g, Q>(&self, key: &Q, hash: u64, guard: &'g Guard) -> Option<&'g Node<K, V, E>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        // Acquire: as in `find`.
+        let table = self.table.load(Ordering::Acquire, guard);
+        // SAFETY: see `table_ref`.
+        unsafe { table_ref(table) }.find(table_hash(hash), key, guard).map(|(_, n)| n)
+    }
+
+    /// A node for `insert_new` or `replace`, allocated before the lock is taken.
+    pub fn new_node(key: K, value: V, hash: u64, expiry: E) -> Owned<Node<K, V, E>> {
+        Owned::new(Node::new(key, value, table_hash(hash), expiry))
+    }
+
     /// Increments the sketch for an access (hit or miss) and counts it: on this thread's
     /// stripe, passed on to the shard every `ACCESS_BATCH`, where a total past the sketch's
     /// `reset_after` ages it (by whichever thread gets the lock; never waiting for it).
@@ -425,7 +460,7 @@ where
             // Relaxed: a count; the aging it triggers needs no ordering with the increments.
             let total = self.accesses.fetch_add(ACCESS_BATCH, Ordering::Relaxed) + ACCESS_BATCH;
             if total >= sketch.reset_after {
-                if let Ok(_st) = self.state.try_lock() {
+                if let Ok(_st) = self.writer.state.try_lock() {
                     self.age_if_due(sketch);
                 }
             }
@@ -461,14 +496,14 @@ where
         }
         if pending + 1 >= STRIPE_EVENTS {
             // Full: drain now if the shard is free; never wait for it.
-            if let Ok(mut st) = self.state.try_lock() {
+            if let Ok(mut st) = self.writer.state.try_lock() {
                 self.drain(&mut st, guard, weigher);
             }
         }
     }
 
     fn lock(&self) -> ShardMutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.writer.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Applies buffered accesses to the policy, stripe by stripe, in order.
@@ -514,6 +549,7 @@ where
             weigher,
             pending: None,
             evicted: 0,
+            second_chances: SECOND_CHANCES,
         }
     }
 
@@ -532,10 +568,10 @@ where
         let evicted = locked.evicted;
         let weight: u64 = st.lists.iter().map(|l| l.weight).sum();
         // Relaxed: snapshots for `len()`/`weight()`; the lock orders the writers.
-        self.len.store(st.live, Ordering::Relaxed);
-        self.weight.store(weight, Ordering::Relaxed);
+        self.writer.len.store(st.live, Ordering::Relaxed);
+        self.writer.weight.store(weight, Ordering::Relaxed);
         if evicted > 0 {
-            self.evictions.fetch_add(evicted, Ordering::Relaxed);
+            self.writer.evictions.fetch_add(evicted, Ordering::Relaxed);
         }
         r
     }
@@ -573,6 +609,8 @@ pub(super) struct Locked<'a, 'g, K, V, E> {
     /// evictions it causes, so readers never see the shard over its capacity.
     pending: Option<Pending<'g, K, V, E>>,
     evicted: u64,
+    /// Second chances left to this write (see `take_reference`).
+    second_chances: u32,
 }
 
 impl<'g, K, V, E> Locked<'_, 'g, K, V, E>
@@ -766,12 +804,12 @@ where
         self.table.find(table_hash(hash), key, self.guard)
     }
 
-    /// Replaces the value of the entry in `slot` with a new node (same links, same policy
-    /// position); the old node is retired. Returns false, removing the entry, if the new
+    /// Replaces the entry in `slot` with `fresh` (same key: same links, same policy position);
+    /// the old node is retired. Returns false, removing the entry, if the new
     /// weight alone exceeds the shard.
-    pub fn replace(&mut self, slot: u32, key: K, value: V, expiry: E) -> bool {
+    pub fn replace(&mut self, slot: u32, fresh: Owned<Node<K, V, E>>) -> bool {
         let old = self.node(slot);
-        let fresh = Node::new(key, value, old.hash, expiry);
+        debug_assert_eq!(old.hash, fresh.hash);
         let new_weight = (self.weigher)(&fresh.key, &fresh.value);
         if new_weight > self.st.capacity_weight {
             self.remove_slot(slot);
@@ -784,24 +822,25 @@ where
         let old_weight = self.weight_of(old);
         let list = &mut self.st.lists[self.region(slot) as usize];
         list.weight = list.weight - old_weight + new_weight;
-        self.table.replace(slot, Owned::new(fresh), self.guard);
+        self.table.replace(slot, fresh, self.guard);
         self.enforce_bounds();
         true
     }
 
-    /// Inserts a key known to be absent. Returns false (caching nothing) if its weight alone
+    /// Inserts the node of a key known to be absent. Returns false (caching nothing) if its weight alone
     /// exceeds the shard.
-    pub fn insert_new(&mut self, key: K, value: V, hash: u64, expiry: E) -> bool {
-        let weight = (self.weigher)(&key, &value);
+    pub fn insert_new(&mut self, node: Owned<Node<K, V, E>>) -> bool {
+        let weight = (self.weigher)(&node.key, &node.value);
+        let hash = node.hash;
         if weight > self.st.capacity_weight || self.st.capacity_entries == 0 {
             return false;
         }
         if self.st.used + 1 > self.table.len() * 4 / 5 {
             self.rebuild(table_len_for(self.st.live + 1));
         }
-        self.follow_ghost(table_hash(hash));
-        let vacancy = self.table.vacancy(table_hash(hash), self.guard);
-        let node = Owned::new(Node::new(key, value, table_hash(hash), expiry)).into_shared(self.guard);
+        self.follow_ghost(hash);
+        let vacancy = self.table.vacancy(hash, self.guard);
+        let node = node.into_shared(self.guard);
         self.pending = Some((vacancy.slot, node));
         self.st.live += 1;
         self.push_head(vacancy.slot, Region::Window);
@@ -834,11 +873,19 @@ where
         debug_assert!(self.pending.is_none(), "rebuild before a node is pending");
         let (fresh, moved) = self.table.rebuilt(len, self.guard);
         let remap = |slot: u32| if slot == NIL { NIL } else { moved[slot as usize] };
-        for slot in 0..fresh.len() as u32 {
-            if let Some(node) = fresh.get(slot, self.guard) {
+        // In chunks, loads first, as in `Table::rebuilt`.
+        for start in (0..fresh.len() as u32).step_by(REBUILD_CHUNK) {
+            let end = (start + REBUILD_CHUNK as u32).min(fresh.len() as u32);
+            let mut links = [None; REBUILD_CHUNK];
+            for (slot, l) in (start..end).zip(links.iter_mut()) {
                 // Relaxed: links, under the lock; published with the table below.
-                node.prev.store(remap(node.prev.load(Ordering::Relaxed)), Ordering::Relaxed);
-                node.next.store(remap(node.next.load(Ordering::Relaxed)), Ordering::Relaxed);
+                *l = fresh
+                    .get(slot, self.guard)
+                    .map(|n| (n, n.prev.load(Ordering::Relaxed), n.next.load(Ordering::Relaxed)));
+            }
+            for (node, prev, next) in links.into_iter().flatten() {
+                node.prev.store(remap(prev), Ordering::Relaxed);
+                node.next.store(remap(next), Ordering::Relaxed);
             }
         }
         for list in self.st.lists.iter_mut() {
@@ -857,9 +904,17 @@ where
         self.st.used = self.st.live;
     }
 
-    fn take_reference(&self, slot: u32) -> bool {
+    /// Clears the entry's reference bit; returns whether it was set, which earns the entry
+    /// a second chance. At most `SECOND_CHANCES` per write: past them, entries are taken as
+    /// unreferenced (bits left as they are), so a write never sweeps a whole list.
+    fn take_reference(&mut self, slot: u32) -> bool {
+        if self.second_chances == 0 {
+            return false;
+        }
         // Relaxed: a policy hint.
-        self.node(slot).meta.fetch_and(!REFERENCED, Ordering::Relaxed) & REFERENCED != 0
+        let referenced = self.node(slot).meta.fetch_and(!REFERENCED, Ordering::Relaxed) & REFERENCED != 0;
+        self.second_chances -= referenced as u32;
+        referenced
     }
 
     fn evict(&mut self, slot: u32) {
@@ -893,7 +948,10 @@ where
     }
 
     fn frequency(&self, slot: u32) -> u8 {
-        self.shard.sketch.as_ref().map_or(0, |s| s.frequency(self.shard.hasher.hash_one(&self.node(slot).key)))
+        self.shard
+            .sketch
+            .as_ref()
+            .map_or(0, |s| s.frequency(self.shard.hasher.hash_one(&self.node(slot).key)))
     }
 
     /// The main space's next victim: probation's coldest, else protected's. With reference

@@ -16,6 +16,9 @@ use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
 use crate::sync::{AtomicU32, Ordering};
 
+/// Slots a rebuild reads ahead (see `Table::rebuilt`).
+pub(super) const REBUILD_CHUNK: usize = 16;
+
 /// Node metadata bits (`Node::meta`).
 pub(super) const REGION_MASK: u32 = 0b11;
 /// CLOCK's reference bit: set by readers (`Relaxed`), cleared under the lock.
@@ -211,12 +214,20 @@ impl<K, V, E> Table<K, V, E> {
     pub fn rebuilt(&self, len: usize, guard: &Guard) -> (Table<K, V, E>, Vec<u32>) {
         let fresh = Table::with_len(len);
         let mut moved = vec![super::shard::NIL; self.slots.len()];
-        for (i, slot) in self.slots.iter().enumerate() {
-            let p = slot.load(Ordering::Relaxed, guard);
-            if let Some(node) = node_ref(p) {
-                let v = fresh.vacancy(node.hash, guard);
-                fresh.slots[v.slot as usize].store(p, Ordering::Relaxed);
-                moved[i] = v.slot;
+        // In chunks: first every node's hash (independent loads, so their cache misses
+        // overlap; a rebuild reads thousands of nodes), then their places.
+        for (c, chunk) in self.slots.chunks(REBUILD_CHUNK).enumerate() {
+            let mut found = [(Shared::null(), 0u32); REBUILD_CHUNK];
+            for (f, slot) in found.iter_mut().zip(chunk) {
+                let p = slot.load(Ordering::Relaxed, guard);
+                *f = (p, node_ref(p).map_or(0, |n| n.hash));
+            }
+            for (j, &(p, hash)) in found[..chunk.len()].iter().enumerate() {
+                if !p.is_null() {
+                    let v = fresh.vacancy(hash, guard);
+                    fresh.slots[v.slot as usize].store(p, Ordering::Relaxed);
+                    moved[c * REBUILD_CHUNK + j] = v.slot;
+                }
             }
         }
         (fresh, moved)
