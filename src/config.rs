@@ -29,6 +29,7 @@ pub struct Config {
     pub(crate) l1_capacity_bytes: usize,
     pub(crate) l1_capacity_entries: usize,
     pub(crate) l1_warm: usize,
+    pub(crate) l1_policy: crate::cache::Policy,
     pub(crate) batch_patterns: usize,
     pub(crate) batch_outcomes: usize,
     pub(crate) batch_interval: Duration,
@@ -76,6 +77,9 @@ impl Config {
             l1_capacity_entries: usize::MAX,
             // Off: open stays a constant-time affair unless the user asks for warming.
             l1_warm: 0,
+            // W-TinyLFU with ghost feedback: its reads cost what CLOCK's do (a reference
+            // bit, and a sketch increment the first time an entry is read after a sweep).
+            l1_policy: crate::cache::Policy::Adaptive,
             // The defaults: large enough to amortise a commit (≈ 30 µs in WAL
             // NORMAL) to well under a microsecond per row, small enough to commit often.
             batch_patterns: 1000,
@@ -172,6 +176,12 @@ impl Config {
     /// stats table and one read per pattern; a writable store only.
     pub fn l1_warm(mut self, patterns: usize) -> Self {
         self.l1_warm = patterns;
+        self
+    }
+
+    /// Eviction policy of the L1 (default [`Policy::Adaptive`](crate::cache::Policy)).
+    pub fn l1_policy(mut self, policy: crate::cache::Policy) -> Self {
+        self.l1_policy = policy;
         self
     }
 

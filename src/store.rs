@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{Cache, Policy};
+use crate::cache::Cache;
 use crate::codec::Trajectory;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result, TryError};
@@ -156,8 +156,7 @@ impl Tier {
             l1: Cache::with_weigher(
                 cfg.l1_capacity_entries,
                 cfg.l1_capacity_bytes as u64,
-                // Reads take no lock, so the adaptive policy costs them no more than CLOCK.
-                Policy::Clock,
+                cfg.l1_policy,
                 |_, c: &Cached| c.pattern.weight_bytes() as u64,
             ),
             overlay: (0..shards)

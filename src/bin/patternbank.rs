@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use patternbank::cache::Policy;
 use patternbank::trace::{self, ExactLru, TraceFormat};
 use patternbank::workload::{self, Rng, Zipf};
 use patternbank::{Config, Outcome, Pattern, Store};
@@ -133,6 +134,10 @@ struct BenchArgs {
     /// only these; with `--only`, they are added.
     #[arg(long)]
     codec: bool,
+    /// L1 eviction policy of the W1/W3 store: adaptive (the default), lru, lfu, clock; to
+    /// compare them side by side.
+    #[arg(long, default_value = "adaptive", value_parser = parse_l1_policy)]
+    l1_policy: Policy,
     /// Items of D(N) for `--codec`.
     #[arg(long, default_value_t = 20_000)]
     codec_items: usize,
@@ -226,6 +231,11 @@ fn main() -> ExitCode {
 }
 
 type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
+
+fn parse_l1_policy(s: &str) -> Result<Policy, String> {
+    patternbank::trace::parse_policy(s)
+        .ok_or_else(|| format!("unknown policy {s:?} (adaptive, lru, lfu, clock)"))
+}
 
 fn open_existing(db: &Path, read_only: bool) -> Result<Store, patternbank::Error> {
     Config::existing(db)?.read_only(read_only).open()
@@ -776,9 +786,10 @@ fn bench_w1_w3(
     }
     // Open time of an existing store of N patterns (the W1 store, cold L1).
     let started = Instant::now();
-    let store = Arc::new(Config::new(&db).open()?);
+    let store = Arc::new(Config::new(&db).l1_policy(args.l1_policy).open()?);
     let open_ms = started.elapsed().as_secs_f64() * 1e3;
     out.insert("open".into(), json!({ "existing_ms": open_ms, "patterns": store.count()? }));
+    out.insert("l1_policy".into(), json!(format!("{:?}", args.l1_policy).to_ascii_lowercase()));
 
     if want("w1") {
         out.insert("w1".into(), w1(&store, &data, &ids, args, quiet)?);
@@ -791,7 +802,7 @@ fn bench_w1_w3(
         // as at open: the write path alone).
         let warm = w3_outcomes(&store, &ids, args)?;
         Arc::into_inner(store).ok_or("store still shared")?.close()?;
-        store = Arc::new(Config::new(&db).open()?);
+        store = Arc::new(Config::new(&db).l1_policy(args.l1_policy).open()?);
         let cold = w3_outcomes(&store, &ids, args)?;
         if let Value::Object(w3) = &mut w3 {
             w3.insert("outcomes".into(), cold["outcomes"].clone());

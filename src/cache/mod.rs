@@ -466,6 +466,53 @@ mod tests {
         assert!(adaptive > lru, "frequency helps on Zipf: {adaptive:.4} vs LRU {lru:.4}");
     }
 
+    /// Recency-skewed traffic (each key is wanted a few times soon after it first appears,
+    /// then rarely): a fixed 1 % window (`Lfu`) turns most new keys away for lack of history;
+    /// `Adaptive`'s ghosts grow its window until it does about as well as LRU.
+    #[test]
+    fn adaptive_follows_recency() {
+        let mut rng = Rng::new(11);
+        let keys: Vec<u64> = (0..200_000u64)
+            .map(|t| {
+                // Mostly one of the last ~300 keys to appear, now and then an old one.
+                let back =
+                    if rng.next_u64() % 10 == 0 { rng.next_u64() % 20_000 } else { rng.next_u64() % 300 };
+                (t / 4).saturating_sub(back)
+            })
+            .collect();
+        let run = |c: Cache<u64, ()>| {
+            let mut hits = 0u64;
+            for &k in &keys {
+                if c.get(&k).is_some() {
+                    hits += 1;
+                } else {
+                    c.insert(k, ());
+                }
+            }
+            hits as f64 / keys.len() as f64
+        };
+        let lru = run(Cache::new(400, Policy::Lru));
+        let lfu = run(Cache::new(400, Policy::Lfu));
+        let adaptive = run(Cache::new(400, Policy::Adaptive));
+        // Measured: LRU 0.668, Lfu 0.177, Adaptive 0.655.
+        assert!(adaptive > lru - 0.02, "adaptive {adaptive:.4} vs LRU {lru:.4}");
+        assert!(adaptive > lfu + 0.05, "adaptive {adaptive:.4} vs a fixed 1 % window {lfu:.4}");
+    }
+
+    /// CLOCK: a referenced entry at the cold end gets a second chance; the next one goes.
+    #[test]
+    fn clock_spares_a_referenced_entry() {
+        let c = Cache::new(100, Policy::Clock);
+        for k in 0..100u64 {
+            c.insert(k, k);
+        }
+        assert_eq!(c.get(&0), Some(0));
+        c.insert(100, 100);
+        assert_eq!(c.get(&0), Some(0), "referenced: spared");
+        assert_eq!(c.get(&1), None, "the oldest unreferenced entry is the victim");
+        assert_eq!(c.len(), 100);
+    }
+
     #[test]
     fn get_with_lends_the_value_and_counts_like_get() {
         let c = Cache::new(100, Policy::Adaptive);
