@@ -475,8 +475,11 @@ mod tests {
         let keys: Vec<u64> = (0..200_000u64)
             .map(|t| {
                 // Mostly one of the last ~300 keys to appear, now and then an old one.
-                let back =
-                    if rng.next_u64() % 10 == 0 { rng.next_u64() % 20_000 } else { rng.next_u64() % 300 };
+                let back = if rng.next_u64().is_multiple_of(10) {
+                    rng.next_u64() % 20_000
+                } else {
+                    rng.next_u64() % 300
+                };
                 (t / 4).saturating_sub(back)
             })
             .collect();
