@@ -162,17 +162,6 @@ impl OutcomeSum {
         self.last_used_ms = self.last_used_ms.max(at_ms);
     }
 
-    /// The sum of `self` followed by `next`.
-    pub fn then(&self, next: &OutcomeSum) -> OutcomeSum {
-        OutcomeSum {
-            a: next.a * self.a,
-            b: next.a * self.b + next.b,
-            successes: self.successes + next.successes,
-            failures: self.failures + next.failures,
-            last_used_ms: self.last_used_ms.max(next.last_used_ms),
-        }
-    }
-
     pub fn uses(&self) -> u64 {
         self.successes + self.failures
     }
@@ -251,24 +240,6 @@ mod tests {
         assert!((p.confidence - c).abs() < 1e-12, "{} vs {}", p.confidence, c);
         assert_eq!((p.usage_count, p.success_count, p.failure_count), (4, 3, 1));
         assert_eq!(p.last_used_ms, 3);
-    }
-
-    #[test]
-    fn composed_sums_equal_one_sum_of_all_outcomes() {
-        let seq = [Outcome::Failure, Outcome::Success, Outcome::Success, Outcome::Failure, Outcome::Success];
-        let (mut whole, mut first, mut second) =
-            (OutcomeSum::IDENTITY, OutcomeSum::IDENTITY, OutcomeSum::IDENTITY);
-        for (i, o) in seq.iter().enumerate() {
-            whole.push(*o, 0.2, i as i64);
-            if i < 2 {
-                first.push(*o, 0.2, i as i64)
-            } else {
-                second.push(*o, 0.2, i as i64)
-            }
-        }
-        let both = first.then(&second);
-        assert!((both.a - whole.a).abs() < 1e-15 && (both.b - whole.b).abs() < 1e-15);
-        assert_eq!((both.successes, both.failures, both.last_used_ms), (3, 2, 4));
     }
 
     #[test]

@@ -478,7 +478,7 @@ fn stress_mixed_operations_match_a_single_threaded_model() {
 }
 
 /// Outcomes committed in several batches while the pattern sits in the L1 are folded into
-/// the cached copy on the next read, in order, exactly once.
+/// the cached copy (by the writer, at each commit), in order, exactly once.
 #[test]
 fn cached_pattern_folds_outcomes_of_several_batches_once() {
     let (_dir, path) = temp_db();
