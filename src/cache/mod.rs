@@ -11,9 +11,10 @@
 //! entry's reads write no shared line.
 //!
 //! **Writes lock one shard**, after probing and allocating outside it: they apply any
-//! buffered reads to the policy in order, then insert, replace or remove. The capacity holds at every moment: a new entry is published
-//! in the table only after the evictions it causes, so no reader ever finds a shard over its
-//! share, and `len()` never exceeds `capacity()`. Evicted and replaced entries are retired to
+//! buffered reads to the policy in order, then insert, replace or remove. The capacity holds
+//! at every moment: a new entry is published in the table only after the evictions it
+//! causes, so no reader ever finds a shard over its share, and `len()` never exceeds
+//! `capacity()`. Evicted and replaced entries are retired to
 //! the epoch collector and freed once no reader that could hold them is still pinned.
 //!
 //! **Memory**: beyond key and value, an entry costs a 16-byte node header (two policy links,

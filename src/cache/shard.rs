@@ -22,11 +22,15 @@
 //! to the head; probation: promoted; protected: back to the head), losing the bit.
 //!
 //! **Reads take no lock.** `Clock` and `Adaptive` reads set the reference bit (a load, and a
-//! store only if it was clear, so a hot entry's line is not written on every read);
-//! `Adaptive` reads also bump the sketch's four counters in place (relaxed loads and stores:
-//! two readers racing on one counter can lose an increment, which a frequency estimate
-//! tolerates; a saturated counter is not written) and count the access on their thread's
-//! stripe, which passes the count to the shard every 64 accesses, for the sketch's aging.
+//! store only if it was clear, so a hot entry's line is not written on every read). An
+//! `Adaptive` miss, or a hit that sets the bit, also bumps the sketch's four counters in
+//! place (relaxed loads and stores: two readers racing on one counter can lose an increment,
+//! which a frequency estimate tolerates; a saturated counter is not written) and counts the
+//! increment on the thread's stripe, which passes the count to the shard every 64, for the
+//! sketch's aging. Counting a hit once per reference bit, not once per read, keeps a hot
+//! entry's reads from writing the sketch's shared lines (2 threads, read-only: 0.92× to
+//! 1.12× quick_cache), and measured no worse on shared/traces (OLTP +0.9 points, the rest
+//! within 0.02).
 //!
 //! `Lru` and `Lfu` move entries on every hit, so their reads record the access in the
 //! thread's stripe of the shard's read buffer (one relaxed store and a `Release` bump of the
@@ -251,9 +255,6 @@ struct State {
     window_max: u64,
     /// `Adaptive`'s window feedback.
     ghosts: Option<Ghosts>,
-    /// Hits set reference bits instead of moving entries (`Clock`, `Adaptive`); see the
-    /// module docs.
-    by_reference: bool,
     /// Nodes linked in the lists.
     live: usize,
     /// Table slots not empty (live nodes and tombstones).
@@ -289,7 +290,8 @@ pub(super) struct Shard<K, V, E> {
     buffered: bool,
     /// Misses are recorded too (`Lfu`: its sketch counts them).
     record_misses: bool,
-    /// Reads set the entry's reference bit (`Clock`, `Adaptive`).
+    /// Reads set the entry's reference bit (`Clock`, `Adaptive`), and the policy moves an
+    /// entry when it reaches a list's cold end rather than on each hit (module docs).
     referenced: bool,
     /// Reads increment the sketch themselves (`Adaptive`).
     inline_sketch: bool,
@@ -354,7 +356,6 @@ where
                     capacity_entries,
                     window_max,
                     ghosts,
-                    by_reference: matches!(policy, Policy::Clock | Policy::Adaptive),
                     live: 0,
                     used: 0,
                 }),
@@ -804,8 +805,8 @@ where
         self.table.find(table_hash(hash), key, self.guard)
     }
 
-    /// Replaces the entry in `slot` with `fresh` (same key: same links, same policy position);
-    /// the old node is retired. Returns false, removing the entry, if the new
+    /// Replaces the entry in `slot` with `fresh` (same key: same links, same policy
+    /// position); the old node is retired. Returns false, removing the entry, if the new
     /// weight alone exceeds the shard.
     pub fn replace(&mut self, slot: u32, fresh: Owned<Node<K, V, E>>) -> bool {
         let old = self.node(slot);
@@ -827,8 +828,8 @@ where
         true
     }
 
-    /// Inserts the node of a key known to be absent. Returns false (caching nothing) if its weight alone
-    /// exceeds the shard.
+    /// Inserts the node of a key known to be absent. Returns false (caching nothing) if its
+    /// weight alone exceeds the shard.
     pub fn insert_new(&mut self, node: Owned<Node<K, V, E>>) -> bool {
         let weight = (self.weigher)(&node.key, &node.value);
         let hash = node.hash;
@@ -938,7 +939,7 @@ where
                 break;
             }
             // A referenced entry stays protected, at the head, without its bit.
-            let region = if self.st.by_reference && self.take_reference(tail) {
+            let region = if self.shard.referenced && self.take_reference(tail) {
                 Region::Protected
             } else {
                 Region::Probation
@@ -963,7 +964,7 @@ where
             let probation = self.st.lists[Region::Probation as usize].tail;
             let victim =
                 if probation != NIL { probation } else { self.st.lists[Region::Protected as usize].tail };
-            if victim == NIL || !self.st.by_reference || !self.take_reference(victim) {
+            if victim == NIL || !self.shard.referenced || !self.take_reference(victim) {
                 return victim;
             }
             self.move_to(victim, Region::Protected);
@@ -979,7 +980,7 @@ where
             if candidate == NIL {
                 break;
             }
-            if self.st.by_reference && self.take_reference(candidate) {
+            if self.shard.referenced && self.take_reference(candidate) {
                 // Used since it entered the window: back to its head (CLOCK's second chance).
                 self.move_to(candidate, Region::Window);
                 continue;
@@ -1018,7 +1019,7 @@ where
                 .map(|r| self.st.lists[*r as usize].tail)
                 .find(|&t| t != NIL);
             match victim {
-                Some(v) if self.st.by_reference && self.take_reference(v) => {
+                Some(v) if self.shard.referenced && self.take_reference(v) => {
                     // Second chance: the bit is cleared; send it round again.
                     self.move_to(v, Region::Window);
                 }
