@@ -14,8 +14,8 @@
 //! buffered reads to the policy in order, then insert, replace or remove. The capacity holds
 //! at every moment: a new entry is published in the table only after the evictions it
 //! causes, so no reader ever finds a shard over its share, and `len()` never exceeds
-//! `capacity()`. Evicted and replaced entries are retired to
-//! the epoch collector and freed once no reader that could hold them is still pinned.
+//! `capacity()`. Evicted and replaced entries are retired to the epoch collector and freed
+//! once no reader that could hold them is still pinned.
 //!
 //! **Memory**: beyond key and value, an entry costs a 16-byte node header (two policy links,
 //! metadata bits, 32 bits of hash), 8 more with a TTL ([`ExpiringCache`]), and its share of
@@ -253,7 +253,12 @@ where
         let guard = crossbeam_epoch::pin();
         let (shard, hash) = self.locate(&key);
         // Outside the lock: the probe's cache misses (`Shard::peek`) and the allocation.
-        let _ = shard.peek(&key, hash, &guard);
+        if let Some(old) = shard.peek(&key, hash, &guard) {
+            if only_if_absent && !self.expired(old.expiry) {
+                // Present when we looked: the insert is refused then, with no lock taken.
+                return false;
+            }
+        }
         let node = Shard::new_node(key, value, hash, expiry);
         shard.with_lock(&guard, &*self.weigher, |locked| match locked.find(&node.key, hash) {
             Some((_, old)) if only_if_absent && !self.expired(old.expiry) => false,
