@@ -784,6 +784,9 @@ fn bench_w1_w3(
         let (took, _) = put_all(&db, &data, "loading D(N)", quiet)?;
         out.insert("load".into(), json!({ "rows_per_sec": data.len() as f64 / took.as_secs_f64() }));
     }
+    // The process before the W1 store exists (the dataset, the allocator's free memory
+    // from loading it), so W1 can report what the store added on top.
+    let rss_before_open = patternbank::metrics::rss_bytes();
     // Open time of an existing store of N patterns (the W1 store, cold L1).
     let started = Instant::now();
     let store = Arc::new(Config::new(&db).l1_policy(args.l1_policy).open()?);
@@ -792,7 +795,13 @@ fn bench_w1_w3(
     out.insert("l1_policy".into(), json!(format!("{:?}", args.l1_policy).to_ascii_lowercase()));
 
     if want("w1") {
-        out.insert("w1".into(), w1(&store, &data, &ids, args, quiet)?);
+        let mut result = w1(&store, &data, &ids, args, quiet)?;
+        if let Value::Object(w1) = &mut result {
+            let rss = w1["rss_bytes"].as_u64().unwrap_or(0);
+            w1.insert("rss_before_open_bytes".into(), json!(rss_before_open));
+            w1.insert("rss_growth_since_open_bytes".into(), json!(rss.saturating_sub(rss_before_open)));
+        }
+        out.insert("w1".into(), result);
     }
     let mut store = store;
     if want("w3") {
@@ -1305,9 +1314,10 @@ fn print_table(v: &Value) {
             );
         }
         println!(
-            "  L1 hit ratio {:.3}; resident memory {:.1} MiB",
+            "  L1 hit ratio {:.3}; resident memory {:.1} MiB ({:.1} MiB more than before the store opened)",
             w1["l1_hit_ratio"].as_f64().unwrap_or(0.0),
-            w1["rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0
+            w1["rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
+            w1["rss_growth_since_open_bytes"].as_f64().unwrap_or(0.0) / 1048576.0
         );
     }
     if let Some(w3) = v.get("w3") {
