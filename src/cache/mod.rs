@@ -454,25 +454,20 @@ mod tests {
         }
     }
 
+    /// Hits / requests of a cold cache replaying `keys` (get, insert on a miss), with the
+    /// capacity checked after every insert (`trace::replay`).
+    fn hit_ratio(keys: &[u64], capacity: usize, policy: Policy) -> f64 {
+        let r = crate::trace::replay(keys, capacity, policy, |_| {}).unwrap();
+        r.hits as f64 / r.requests as f64
+    }
+
     #[test]
     fn adaptive_beats_lru_on_zipf() {
         let mut rng = Rng::new(5);
         let zipf = Zipf::new(5000, 0.9);
         let keys: Vec<u64> = (0..50_000).map(|_| zipf.sample(&mut rng) as u64).collect();
-        let run = |c: Cache<u64, ()>| {
-            let mut hits = 0u64;
-            for &k in &keys {
-                if c.get(&k).is_some() {
-                    hits += 1;
-                } else {
-                    c.insert(k, ());
-                }
-                assert!(c.len() <= 500);
-            }
-            hits as f64 / keys.len() as f64
-        };
-        let lru = run(Cache::new(500, Policy::Lru));
-        let adaptive = run(Cache::new(500, Policy::Adaptive));
+        let lru = hit_ratio(&keys, 500, Policy::Lru);
+        let adaptive = hit_ratio(&keys, 500, Policy::Adaptive);
         assert!(adaptive > lru, "frequency helps on Zipf: {adaptive:.4} vs LRU {lru:.4}");
     }
 
@@ -493,20 +488,9 @@ mod tests {
                 (t / 4).saturating_sub(back)
             })
             .collect();
-        let run = |c: Cache<u64, ()>| {
-            let mut hits = 0u64;
-            for &k in &keys {
-                if c.get(&k).is_some() {
-                    hits += 1;
-                } else {
-                    c.insert(k, ());
-                }
-            }
-            hits as f64 / keys.len() as f64
-        };
-        let lru = run(Cache::new(400, Policy::Lru));
-        let lfu = run(Cache::new(400, Policy::Lfu));
-        let adaptive = run(Cache::new(400, Policy::Adaptive));
+        let lru = hit_ratio(&keys, 400, Policy::Lru);
+        let lfu = hit_ratio(&keys, 400, Policy::Lfu);
+        let adaptive = hit_ratio(&keys, 400, Policy::Adaptive);
         // Measured: LRU 0.668, Lfu 0.177, Adaptive 0.655.
         assert!(adaptive > lru - 0.02, "adaptive {adaptive:.4} vs LRU {lru:.4}");
         assert!(adaptive > lfu + 0.05, "adaptive {adaptive:.4} vs a fixed 1 % window {lfu:.4}");
