@@ -89,12 +89,22 @@ pub type ExpiringCache<K, V> = Cache<K, V, Deadline>;
 /// so hit ratios are reproducible.
 const HASHER: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x7061_7474_6572_6e62);
 
+/// The entries a cache of these bounds is expected to hold: its entry bound when that binds
+/// first (a unit-weight cache), else entries of about 1 KiB (a weight-bounded cache such as
+/// the Store's, in bytes). Sizes the shards, the sketch and the ghosts.
+pub(crate) fn expected_entries(capacity_entries: usize, capacity_weight: u64) -> usize {
+    if capacity_entries as u64 <= capacity_weight {
+        capacity_entries
+    } else {
+        (capacity_weight / 1024).min(1 << 24) as usize
+    }
+}
+
 fn shard_count(capacity_entries: usize, capacity_weight: u64) -> usize {
     let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
     let by_cores = (cores * 4).next_power_of_two().max(8);
-    // A weight-bounded cache (the Store's, in bytes) counts entries of about 1 KiB.
-    let entries = (capacity_entries as u64).min(capacity_weight.saturating_div(1024).max(1));
-    let by_size = ((entries / 4096).max(1) as usize).next_power_of_two();
+    let entries = expected_entries(capacity_entries, capacity_weight);
+    let by_size = (entries / 4096).max(1).next_power_of_two();
     by_cores.min(by_size)
 }
 
@@ -174,6 +184,7 @@ where
                         policy,
                         capacity_entries / n,
                         capacity_weight / n as u64,
+                        n,
                         HASHER,
                     ))
                 })

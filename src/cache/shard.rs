@@ -253,6 +253,8 @@ struct State {
     capacity_weight: u64,
     capacity_entries: usize,
     window_max: u64,
+    /// `Adaptive`: how far one ghost hit moves the window (see `follow_ghost`).
+    window_step: f64,
     /// `Adaptive`'s window feedback.
     ghosts: Option<Ghosts>,
     /// Nodes linked in the lists.
@@ -314,16 +316,10 @@ where
         policy: Policy,
         capacity_entries: usize,
         capacity_weight: u64,
+        shards: usize,
         hasher: foldhash::fast::FixedState,
     ) -> Self {
-        // Entries expected, to size the sketch and the ghosts: the entry bound of a unit-weight
-        // cache; for a weight-bounded one (the Store's, in bytes), entries of about 1 KiB.
-        let expected = if capacity_entries as u64 <= capacity_weight {
-            capacity_entries
-        } else {
-            (capacity_weight / 1024).min(1 << 24) as usize
-        }
-        .max(16);
+        let expected = super::expected_entries(capacity_entries, capacity_weight).max(16);
         let (window_max, sketch, ghosts) = match policy {
             Policy::Lru | Policy::Clock => (capacity_weight, None, None),
             Policy::Lfu => ((capacity_weight / 100).max(1), Some(Sketch::new(expected)), None),
@@ -355,6 +351,10 @@ where
                     capacity_weight,
                     capacity_entries,
                     window_max,
+                    // 0.01 % of the whole cache: a shard sees 1/`shards` of the ghost hits,
+                    // so its steps are that much larger, and the window adapts as fast per
+                    // request whatever the shard count.
+                    window_step: (capacity_weight as f64 * shards as f64 / 10_000.0).max(1.0),
                     ghosts,
                     live: 0,
                     used: 0,
@@ -864,7 +864,7 @@ where
                 // it; this operation owns it.
                 drop(unsafe { node.into_owned() });
             }
-            _ => self.table.remove(slot, self.guard),
+            _ => self.st.used -= self.table.remove(slot, self.guard),
         }
     }
 
@@ -1039,7 +1039,7 @@ where
         let Some((from_main, [window, main])) = self.st.ghosts.as_mut().and_then(|g| g.recall(hash)) else {
             return;
         };
-        let step = (self.st.capacity_weight as f64 / 10_000.0).max(1.0);
+        let step = self.st.window_step;
         let (this, other) = if from_main { (main, window) } else { (window, main) };
         let amount = step * (other as f64 / this.max(1) as f64).max(1.0);
         self.resize_window(if from_main { -amount } else { amount });
