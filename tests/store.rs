@@ -201,6 +201,72 @@ fn a_failing_write_is_isolated_and_reported() {
     assert!(store.report().contains("failed 1"));
 }
 
+/// Writes of one id in one batch: only the last is applied, every one counts as committed,
+/// and a delete in the chain is honoured in order.
+#[test]
+fn repeated_writes_of_an_id_in_one_batch_keep_the_last() {
+    let (_dir, path) = temp_db();
+    let store = small(&path).batch_interval(Duration::from_secs(60)).open().unwrap();
+    for (i, c) in [0.1, 0.2, 0.3, 0.4].into_iter().enumerate() {
+        store.put(pattern("same", 8).with_confidence(c)).unwrap();
+        store.put(pattern(&format!("other-{i}"), 8)).unwrap();
+    }
+    store.put(pattern("gone", 8)).unwrap();
+    store.put(pattern("gone", 8).with_confidence(0.9)).unwrap();
+    store.delete("gone").unwrap();
+    store.put(pattern("back", 8)).unwrap();
+    store.delete("back").unwrap();
+    store.put(pattern("back", 8).with_confidence(0.7)).unwrap();
+    store.flush().unwrap();
+    let m = store.metrics();
+    assert_eq!(m.writer.batches, 1, "one batch, so the writes of an id coalesced");
+    assert_eq!(m.writer.committed_puts, 14, "superseded writes count as committed");
+    assert_eq!(m.writer.failed_writes, 0);
+    assert_eq!(store.count().unwrap(), 6, "same, other-0..3, back");
+    store.close().unwrap();
+    let store = small(&path).open().unwrap();
+    assert_eq!(store.get("same").unwrap().unwrap().confidence, 0.4, "the last put is the one stored");
+    assert_eq!(store.get("gone").unwrap(), None, "a delete after puts wins");
+    assert_eq!(store.get("back").unwrap().unwrap().confidence, 0.7, "a put after a delete wins");
+    let hits = store.search(&pattern("same", 8).embedding.unwrap(), 10).unwrap();
+    assert_eq!(hits.iter().filter(|h| h.id == "same").count(), 1, "one search record per id");
+    assert!(hits.iter().all(|h| h.id != "gone"));
+    assert_eq!(store.check().unwrap().problems, Vec::<String>::new());
+}
+
+/// Invariant 2 with coalescing: when an id's last write fails, the earlier writes it had
+/// superseded still commit (the batch is retried with every write as submitted).
+#[test]
+fn a_failing_last_write_does_not_take_the_superseded_ones_with_it() {
+    let (_dir, path) = temp_db();
+    let store = small(&path).batch_interval(Duration::from_secs(60)).open().unwrap();
+    store.put(pattern("target", 8).with_confidence(0.1)).unwrap();
+    store.flush().unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER bad_kind BEFORE UPDATE ON patterns WHEN NEW.kind = 'bad' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned update'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    store.put(pattern("target", 8).with_confidence(0.5)).unwrap();
+    let mut bad = pattern("target", 8).with_confidence(0.9);
+    bad.kind = "bad".into();
+    store.put(bad).unwrap();
+    let err = store.flush().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WriteFailed, "{err}");
+    let failed = store.failed_writes();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].error.contains("poisoned update"), "{}", failed[0].error);
+    let m = store.metrics();
+    assert_eq!(m.writer.failed_writes, 1);
+    assert!(m.writer.batch_retries >= 1);
+    store.close().unwrap();
+    let store = small(&path).open().unwrap();
+    let stored = store.get("target").unwrap().unwrap();
+    assert_eq!((stored.kind.as_str(), stored.confidence), ("coordination", 0.5), "the earlier put committed");
+}
+
 /// Invariant 2: a full queue blocks for the configured time then errors, and `try_put`
 /// hands the pattern back; nothing is dropped, and all accepted writes commit afterwards.
 #[test]

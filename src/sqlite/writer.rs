@@ -9,13 +9,18 @@
 //! `put(x)` followed by `record_outcome(x)` always land in one batch, in that order). Inside
 //! the batch, all puts are applied first (by sequence), then each id's outcomes that come
 //! after its last put, folded into one affine `UPDATE`; outcomes older than a put of the same
-//! batch are superseded by it (a put replaces the whole pattern).
+//! batch are superseded by it (a put replaces the whole pattern). So are the earlier puts
+//! and deletes of an id written again later in the batch: only its last write is applied,
+//! and the ones it replaced commit with it (under Zipf-skewed traffic about half the puts
+//! of a large batch repeat an id; measured in W1).
 //!
 //! ## Failures
 //!
 //! If a statement or the commit fails, the transaction is rolled back and the batch is split
 //! in halves, each retried, until the failing write is alone: the others commit, the failing
 //! one is reported (error counter, `Store::failed_writes`, the next `flush`'s error).
+//! A failing batch with superseded writes is first retried with every write applied as
+//! submitted, so that a failing last write cannot take the earlier ones down with it.
 //! An outcome for an id that does not exist is reported the same way, without a rollback.
 
 use std::collections::HashMap;
@@ -218,14 +223,36 @@ enum Failure {
 
 /// One unit of a batch: what bisection isolates.
 enum Unit {
-    Put(PutOp),
-    Outcomes { id: String, sum: OutcomeSum, min_seq: u64, max_seq: u64, count: u64 },
+    /// A write of the put lane, and the earlier writes of the same pattern id in this batch
+    /// that it supersedes (in order; empty once a failed batch is expanded).
+    Put(PutOp, Vec<PutOp>),
+    Outcomes {
+        id: String,
+        sum: OutcomeSum,
+        min_seq: u64,
+        max_seq: u64,
+        count: u64,
+    },
 }
 
 impl Unit {
+    fn supersedes(&self) -> bool {
+        matches!(self, Unit::Put(_, superseded) if !superseded.is_empty())
+    }
+
+    /// The unit with the writes it superseded as units of their own, in submission order.
+    fn expanded(self) -> Vec<Unit> {
+        match self {
+            Unit::Put(op, superseded) => {
+                superseded.into_iter().chain([op]).map(|op| Unit::Put(op, Vec::new())).collect()
+            }
+            other => vec![other],
+        }
+    }
+
     fn describe(&self) -> (&'static str, &str, u64) {
         match self {
-            Unit::Put(op) => (op.op_name(), op.id(), op.seq),
+            Unit::Put(op, _) => (op.op_name(), op.id(), op.seq),
             Unit::Outcomes { id, max_seq, .. } => ("record_outcome", id, *max_seq),
         }
     }
@@ -519,7 +546,25 @@ impl Writer {
             })
             .collect();
         grouped.sort_by(|a, b| a.describe().1.cmp(b.describe().1));
-        let mut units: Vec<Unit> = puts.into_iter().map(Unit::Put).collect();
+        // Only an id's last pattern write is applied; the earlier ones ride along with it.
+        let is_last: Vec<bool> =
+            puts.iter().map(|p| !p.is_pattern_write() || last_put.get(p.id()) == Some(&p.seq)).collect();
+        drop(last_put);
+        let mut waiting: HashMap<Box<str>, Vec<PutOp>, foldhash::fast::RandomState> = HashMap::default();
+        let mut units: Vec<Unit> = Vec::with_capacity(puts.len() + grouped.len());
+        for (p, last) in puts.into_iter().zip(is_last) {
+            if !last {
+                waiting.entry(p.id().into()).or_default().push(p);
+            } else {
+                let superseded = if p.is_pattern_write() {
+                    waiting.remove(p.id()).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                units.push(Unit::Put(p, superseded));
+            }
+        }
+        debug_assert!(waiting.is_empty(), "every superseded write has a last write in the batch");
         units.extend(grouped);
         units
     }
@@ -535,6 +580,10 @@ impl Writer {
                 // the busy timeout, an I/O error): no write is to blame, so halving would
                 // only repeat the wait. Report every write of the batch.
                 Err(Failure::Begin(e)) => self.fail_all(&units, &e),
+                Err(Failure::Write(_)) if units.iter().any(Unit::supersedes) => {
+                    self.shared.metrics.batch_retries.incr();
+                    stack.push(units.into_iter().flat_map(Unit::expanded).collect());
+                }
                 Err(Failure::Write(e)) if units.len() == 1 => self.fail_all(&units, &e),
                 Err(Failure::Write(_)) => {
                     self.shared.metrics.batch_retries.incr();
@@ -552,9 +601,11 @@ impl Writer {
         for unit in units {
             let (op, id, seq) = unit.describe();
             match unit {
-                Unit::Put(p) => {
-                    self.shared.record_failure(op, id, seq, error);
-                    self.shared.withdraw(p);
+                Unit::Put(p, superseded) => {
+                    for p in superseded.iter().chain([p]) {
+                        self.shared.record_failure(p.op_name(), p.id(), p.seq, error);
+                        self.shared.withdraw(p);
+                    }
                 }
                 Unit::Outcomes { count, .. } => {
                     for _ in 0..*count {
@@ -627,7 +678,7 @@ impl Writer {
     /// Applies one unit as part of batch `batch`.
     fn apply(&mut self, unit: &Unit, batch: u64) -> Result<Effect> {
         match unit {
-            Unit::Put(op) => match &op.write {
+            Unit::Put(op, _) => match &op.write {
                 Write::Pattern { pattern, payload } => {
                     let (rowid, dedup) =
                         self.stmts.patterns.put(pattern, payload, batch, &self.shared.payloads)?;
@@ -683,7 +734,11 @@ impl Writer {
         let mut max_seq = 0;
         for (i, unit) in units.iter().enumerate() {
             match unit {
-                Unit::Put(op) => {
+                Unit::Put(op, superseded) => {
+                    // Committed too: replaced by `op`, which is now durable.
+                    for earlier in superseded {
+                        sh.committed(earlier);
+                    }
                     sh.committed(op);
                     if let Some(Effect::Put { dedup: true, .. }) = self.effects.get(i) {
                         sh.payloads.dedup_hits.incr();
@@ -725,11 +780,13 @@ impl Writer {
         let mut error = None;
         for (unit, effect) in units.iter().zip(&effects) {
             let done = match (unit, effect) {
-                (Unit::Put(op), Effect::Put { rowid, .. }) => match &op.write {
+                (Unit::Put(op, _), Effect::Put { rowid, .. }) => match &op.write {
                     Write::Pattern { pattern, .. } => self.l2.put(*rowid, pattern, &self.conn),
                     _ => Ok(()),
                 },
-                (Unit::Put(PutOp { write: Write::Delete { id }, .. }), _) => self.l2.delete(id, &self.conn),
+                (Unit::Put(PutOp { write: Write::Delete { id }, .. }, _), _) => {
+                    self.l2.delete(id, &self.conn)
+                }
                 (Unit::Outcomes { id, sum, .. }, Effect::Outcome) => self.l2.outcome(id, sum, &self.conn),
                 _ => Ok(()),
             };
