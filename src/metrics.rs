@@ -224,6 +224,7 @@ pub(crate) struct Registry {
     pub batch_retries: Counter,
     pub vacuum_runs: Counter,
     pub l1_warmed: Counter,
+    pub l1_fills_refused: Counter,
     pub batch_ops: Histogram,
     pub commit_ns: Histogram,
     pub get_ns: Histogram,
@@ -341,6 +342,10 @@ pub struct CacheStats {
     pub pending_entries: u64,
     /// Patterns loaded into the L1 at open (`Config::l1_warm`).
     pub warmed: u64,
+    /// Misses whose SQLite read was not installed in the L1 because a commit or a `put` of
+    /// the same overlay shard raced it (the next `get` of the id misses again).
+    #[serde(default)]
+    pub fills_refused: u64,
 }
 
 /// Slow statements.

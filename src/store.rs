@@ -248,10 +248,11 @@ impl Tier {
         }
     }
 
-    /// Installs a pattern read from SQLite if nothing changed since `ticket`.
-    fn fill(&self, p: &Arc<Pattern>, ticket: FillTicket) {
+    /// Installs a pattern read from SQLite if nothing changed since `ticket`; returns whether
+    /// it did.
+    fn fill(&self, p: &Arc<Pattern>, ticket: FillTicket) -> bool {
         if ticket.epoch % 2 == 1 {
-            return; // a commit was in progress when we looked
+            return false; // a commit was in progress when we looked
         }
         let shard = self.shard(&p.id);
         let _guard = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -260,7 +261,9 @@ impl Tier {
             && self.commit_epoch.load(Ordering::Acquire) == ticket.epoch
         {
             self.l1.insert_if_absent(p.id.as_str().into(), Cached::new(p));
+            return true;
         }
+        false
     }
 
     /// The writer is about to commit: fills from now on are refused.
@@ -1001,8 +1004,8 @@ impl Store {
             Some(p) => {
                 m.hits_sqlite.incr();
                 let p = Arc::new(p);
-                if let Some(ticket) = ticket {
-                    tier.fill(&p, ticket);
+                if ticket.is_some_and(|t| !tier.fill(&p, t)) {
+                    m.l1_fills_refused.incr();
                 }
                 Ok(Some(p))
             }
@@ -1132,6 +1135,7 @@ impl Store {
         m.l1.evictions = l1.evictions();
         m.l1.pending_entries = sh.tier.pending_len() as u64;
         m.l1.warmed = sh.metrics.l1_warmed.get();
+        m.l1.fills_refused = sh.metrics.l1_fills_refused.get();
         m.slow_queries.threshold_us = sh.cfg.slow_query_threshold.as_micros() as u64;
         m.slow_queries.count = sh.slow.count();
         m.slow_queries.recent = sh.slow.recent();

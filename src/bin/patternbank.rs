@@ -963,6 +963,10 @@ fn w1(
         "record_outcome": summary(&h[1]),
         "put": summary(&h[2]),
         "l1_hit_ratio": l1 as f64 / answered,
+        "sqlite_reads": hits(|m| m.get_hits.sqlite),
+        "l1_fills_refused": m.l1.fills_refused - before.l1.fills_refused,
+        "batches": m.writer.batches - before.writer.batches,
+        "writer": m.writer,
         // The store's own sampled latency of gets answered by the L1 (since open).
         "get_l1_hit_p99_ns": m.latency_ns.get_l1_hit.p99,
         "l1": m.l1,
