@@ -305,3 +305,60 @@ fn retire<T>(p: Shared<'_, T>, guard: &Guard) {
     // another thread is sound.
     unsafe { guard.defer_destroy(p) }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Hashes whose home is `home` in a table of `len` slots, each with a different tag.
+    fn colliding(table: &Table<u64, u64, ()>, home: usize, n: usize) -> Vec<u32> {
+        (0u32..).step_by(7919).filter(|&h| table.home(h) == home).take(n).collect()
+    }
+
+    fn insert(table: &Table<u64, u64, ()>, key: u64, hash: u32, guard: &Guard) -> u32 {
+        let v = table.vacancy(hash, guard);
+        table.publish(v.slot, Owned::new(Node::new(key, key, hash, ())).into_shared(guard));
+        v.slot
+    }
+
+    fn state(table: &Table<u64, u64, ()>, guard: &Guard) -> String {
+        (0..table.len())
+            .map(|i| {
+                let p = table.slots[i].load(Ordering::Relaxed, guard);
+                if !p.is_null() {
+                    'x'
+                } else if p.tag() == TOMBSTONE {
+                    't'
+                } else {
+                    '.'
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn removal_empties_cluster_ends_and_keeps_every_other_key_reachable() {
+        let guard = &crossbeam_epoch::pin();
+        let table = Table::<u64, u64, ()>::with_len(16);
+        let hashes = colliding(&table, 14, 4);
+        // A cluster of four keys from slot 14, wrapping: 14, 15, 0, 1.
+        let slots: Vec<u32> = (0..4).map(|k| insert(&table, k, hashes[k as usize], guard)).collect();
+        assert_eq!(slots, [14, 15, 0, 1]);
+        let found = |k: u64| table.find(hashes[k as usize], &k, guard).map(|(s, n)| (s, n.value));
+        // Inside the cluster: a tombstone, so the keys beyond stay reachable.
+        assert_eq!(table.remove(15, guard), 0);
+        assert_eq!(state(&table, guard), "xx............xt");
+        assert_eq!((found(0), found(2), found(3)), (Some((14, 0)), Some((0, 2)), Some((1, 3))));
+        assert_eq!(found(1), None);
+        // At the end: emptied, and the tombstones just before it with it... until a key.
+        assert_eq!(table.remove(1, guard), 1);
+        assert_eq!(state(&table, guard), "x.............xt");
+        assert_eq!(table.remove(0, guard), 2, "slot 0 and the tombstone at 15");
+        assert_eq!(state(&table, guard), "..............x.");
+        assert_eq!(found(0), Some((14, 0)));
+        assert_eq!(table.remove(14, guard), 1);
+        assert_eq!(state(&table, guard), "................");
+        assert_eq!(found(0), None);
+        Table::destroy_with_nodes(Owned::new(table).into_shared(guard));
+    }
+}
