@@ -50,6 +50,7 @@ pub mod cache;
 pub mod codec;
 mod config;
 mod error;
+mod id;
 mod l2;
 pub mod metrics;
 mod pattern;

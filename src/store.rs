@@ -136,9 +136,10 @@ impl Cached {
 
 /// L1 + overlay + the fill protocol of the module docs.
 pub(crate) struct Tier {
-    /// Keyed by `Arc<str>`: replacing an entry's value (every committed outcome, every fold)
-    /// makes a new node, and cloning its key is then a count bump, not an allocation.
-    pub l1: Cache<Arc<str>, Cached>,
+    /// Keyed by the id inline (`SmallId`): a lookup compares bytes in the node it loaded
+    /// anyway, and replacing an entry's value (every fold of outcomes) copies the key
+    /// without allocating.
+    pub l1: Cache<SmallId, Cached>,
     overlay: Box<[CachePadded<OverlayShard>]>,
     hasher: foldhash::fast::RandomState,
     commit_epoch: AtomicU64,
@@ -176,7 +177,7 @@ impl Tier {
         let shard = self.shard(&p.id);
         let mut pending = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending.insert(p.id.as_str().into(), PendingWrite::Put(Arc::clone(p)));
-        self.l1.insert(p.id.as_str().into(), Cached::new(p));
+        self.l1.insert(SmallId::new(&p.id), Cached::new(p));
         // Release: pairs with the Acquire in `ticket`; a miss that saw the old generation
         // will not install over this put.
         shard.generation.fetch_add(1, Ordering::Release);
@@ -188,7 +189,7 @@ impl Tier {
         let shard = self.shard(id);
         let mut pending = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending.insert(id.into(), PendingWrite::Delete { seq });
-        self.l1.remove(id);
+        self.l1.remove(id.as_bytes());
         // Release: as in `insert_put`.
         shard.generation.fetch_add(1, Ordering::Release);
     }
@@ -199,7 +200,7 @@ impl Tier {
         let shard = self.shard(id);
         let mut pending = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
         remove_pending(&mut pending, id, seq);
-        self.l1.remove_if(id, |c| c.pattern.version == seq);
+        self.l1.remove_if(id.as_bytes(), |c| c.pattern.version == seq);
         // Release: as in `insert_put`.
         shard.generation.fetch_add(1, Ordering::Release);
     }
@@ -215,7 +216,7 @@ impl Tier {
     pub fn outcomes_committed(&self, id: &str, sum: &OutcomeSum, min_seq: u64, max_seq: u64) {
         let shard = self.shard(id);
         let _guard = shard.pending.lock().unwrap_or_else(|e| e.into_inner());
-        self.l1.update(id, |cur| {
+        self.l1.update(id.as_bytes(), |cur| {
             (cur.version() < min_seq).then(|| {
                 let mut p = Pattern::clone(&cur.pattern);
                 sum.apply(&mut p);
@@ -227,7 +228,7 @@ impl Tier {
 
     /// The L1's pattern for `id`.
     fn cached(&self, id: &str) -> Option<Arc<Pattern>> {
-        self.l1.get_with(id, |c| Arc::clone(&c.pattern))
+        self.l1.get_with(id.as_bytes(), |c| Arc::clone(&c.pattern))
     }
 
     pub fn pending(&self, id: &str) -> Option<PendingWrite> {
@@ -260,7 +261,7 @@ impl Tier {
         if shard.generation.load(Ordering::Acquire) == ticket.generation
             && self.commit_epoch.load(Ordering::Acquire) == ticket.epoch
         {
-            self.l1.insert_if_absent(p.id.as_str().into(), Cached::new(p));
+            self.l1.insert_if_absent(SmallId::new(&p.id), Cached::new(p));
             return true;
         }
         false
@@ -524,7 +525,7 @@ impl Store {
             if tier.l1.weight() + weight > tier.l1.capacity_weight() || tier.l1.len() >= tier.l1.capacity() {
                 break;
             }
-            tier.l1.insert_if_absent(p.id.as_str().into(), Cached::new(&p));
+            tier.l1.insert_if_absent(SmallId::new(&p.id), Cached::new(&p));
             warmed += 1;
         }
         self.shared.metrics.l1_warmed.add(warmed);
@@ -608,7 +609,7 @@ impl Store {
         // then the stored value is most likely there already, and compressing it again would
         // be wasted. Compare with the cached copy (lock-free) and send just the hash.
         let unchanged =
-            self.shared.tier.l1.get_with(pattern.id.as_str(), |c| c.same_data(&pattern.data)) == Some(true);
+            self.shared.tier.l1.get_with(pattern.id.as_bytes(), |c| c.same_data(&pattern.data)) == Some(true);
         let payload = self.shared.payloads.prepare(&pattern.data, unchanged)?;
         if self.shared.payloads.note_for_training(&payload) {
             self.spawn_training();

@@ -13,37 +13,11 @@ use std::time::{Duration, Instant};
 
 use crate::codec::{Dictionary, Trajectory};
 use crate::error::{Error, ErrorKind, Result};
+pub(crate) use crate::id::SmallId;
 use crate::pattern::{Outcome, Pattern};
 use crate::payload::{DictionaryInfo, Encoded, Payload};
 use crate::sync::{thread, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use ring::{Consumer, Producer};
-
-/// An id stored inline when short (ULIDs are 26 bytes), so most outcomes allocate nothing.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum SmallId {
-    Inline { len: u8, bytes: [u8; 30] },
-    Heap(Box<str>),
-}
-
-impl SmallId {
-    pub fn new(id: &str) -> Self {
-        if id.len() <= 30 {
-            let mut bytes = [0u8; 30];
-            bytes[..id.len()].copy_from_slice(id.as_bytes());
-            SmallId::Inline { len: id.len() as u8, bytes }
-        } else {
-            SmallId::Heap(id.into())
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            // The bytes were copied from a `&str`, so they are UTF-8.
-            SmallId::Inline { len, bytes } => std::str::from_utf8(&bytes[..*len as usize]).unwrap_or(""),
-            SmallId::Heap(s) => s,
-        }
-    }
-}
 
 /// A queued write of the put lane: a pattern, a pattern's deletion, or a trajectory.
 pub(crate) struct PutOp {
