@@ -82,6 +82,8 @@ fn bench_json_reports_every_figure() {
         "0.3",
         "--warmup",
         "0.1",
+        "--warmup-max",
+        "0.6",
         "--w3-puts",
         "1000",
         "--w3-outcomes",
@@ -107,6 +109,13 @@ fn bench_json_reports_every_figure() {
     assert_eq!(v["w3"]["puts_committed"], 1000, "every W3 put committed");
     assert_eq!(v["w3"]["outcomes_committed"], 20000, "every W3 outcome committed");
     assert_eq!(v["w1"]["failed_writes"], 0);
+    let rounds = v["w1"]["warmup_rounds"].as_array().expect("warm-up rounds");
+    assert!(
+        !rounds.is_empty() && rounds.iter().all(|r| r["ops"].as_u64().is_some_and(|n| n > 0)),
+        "{rounds:?}"
+    );
+    let warm = v["w1"]["warmup_seconds"].as_f64().unwrap();
+    assert!((0.1..5.0).contains(&warm), "the warm-up stops by --warmup-max: {warm} s");
     assert_eq!(v["open"]["patterns"], 3000);
     let cores = std::thread::available_parallelism().unwrap().get() as u64;
     assert_eq!(v["machine"]["cores"].as_u64(), Some(cores));
