@@ -574,6 +574,28 @@ mod tests {
         }
     }
 
+    /// Under heavy eviction every cached entry stays reachable: the keys `get` finds are
+    /// exactly `len()` many, so no node is lost behind an emptied slot or held twice.
+    #[test]
+    fn every_entry_stays_reachable_under_eviction() {
+        for policy in [Policy::Adaptive, Policy::Clock, Policy::Lru, Policy::Lfu] {
+            let c = Cache::new(48, policy);
+            let mut rng = crate::workload::Rng::new(11);
+            let zipf = crate::workload::Zipf::new(400, 0.8);
+            for op in 0..30_000u64 {
+                let k = zipf.sample(&mut rng) as u64;
+                // Every third op writes; the others read, and fill on a miss.
+                if op % 3 == 0 || c.get(&k).is_none() {
+                    c.insert(k, op);
+                }
+                if op % 97 == 0 {
+                    let found = (0..400u64).filter(|k| c.get(k).is_some()).count();
+                    assert_eq!(found, c.len(), "{policy:?}, op {op}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn expired_entries_are_never_returned() {
         let c = ExpiringCache::with_ttl(100, Policy::Adaptive, Duration::from_millis(60));

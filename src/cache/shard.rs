@@ -551,6 +551,8 @@ where
             pending: None,
             evicted: 0,
             second_chances: SECOND_CHANCES,
+            to_clear: [NIL; 4],
+            to_clear_len: 0,
         }
     }
 
@@ -612,6 +614,10 @@ pub(super) struct Locked<'a, 'g, K, V, E> {
     evicted: u64,
     /// Second chances left to this write (see `take_reference`).
     second_chances: u32,
+    /// Slots emptied while a node was pending, whose tombstones are cleared once it is
+    /// published (`Table::clear_tombstone`; more are left as tombstones).
+    to_clear: [u32; 4],
+    to_clear_len: usize,
 }
 
 impl<'g, K, V, E> Locked<'_, 'g, K, V, E>
@@ -850,6 +856,9 @@ where
             self.table.publish(slot, node);
             self.st.used += vacancy.was_empty as usize;
         }
+        for &slot in &self.to_clear[..std::mem::take(&mut self.to_clear_len)] {
+            self.st.used -= self.table.clear_tombstone(slot, self.guard);
+        }
         true
     }
 
@@ -864,7 +873,17 @@ where
                 // it; this operation owns it.
                 drop(unsafe { node.into_owned() });
             }
-            _ => self.st.used -= self.table.remove(slot, self.guard),
+            _ => {
+                self.table.remove(slot, self.guard);
+                if self.pending.is_none() {
+                    self.st.used -= self.table.clear_tombstone(slot, self.guard);
+                } else if self.to_clear_len < self.to_clear.len() {
+                    // The pending node's vacancy may be the empty slot after this one: clear
+                    // only once the node is in it.
+                    self.to_clear[self.to_clear_len] = slot;
+                    self.to_clear_len += 1;
+                }
+            }
         }
     }
 

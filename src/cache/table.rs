@@ -201,43 +201,50 @@ impl<K, V, E> Table<K, V, E> {
         retire(old, guard);
     }
 
-    /// Empties `slot` and retires its node. Writer only. Returns how many slots became empty
-    /// (not tombstones), which the caller takes off its count of used slots.
+    /// Empties `slot` (leaving a tombstone) and retires its node. Writer only.
+    pub fn remove(&self, slot: u32, guard: &Guard) {
+        // AcqRel: as in `replace`.
+        let old = self.slots[slot as usize].swap(Shared::null().with_tag(TOMBSTONE), Ordering::AcqRel, guard);
+        retire(old, guard);
+    }
+
+    /// Turns the tombstone in `slot` back into an empty slot if it ends its cluster, with the
+    /// tombstones just before it. Writer only, and never while a probed vacancy is still to
+    /// be filled (it could be the empty slot this relies on). Returns how many slots became
+    /// empty, which the caller takes off its count of used slots.
     ///
-    /// A removed slot must stay a tombstone while a later slot of its cluster is occupied: a
-    /// probe that stopped there would miss the keys beyond. But where the next slot is empty,
-    /// no probe reaches past it (every key lies before the first empty slot after its home),
-    /// so the slot, and the tombstones just before it, can be emptied. Without this, an
-    /// eviction-heavy shard filled with tombstones and rebuilt its table every ~0.3 × its
-    /// entries evictions, reading every node each time (the largest cost of an insert that
-    /// evicts, measured). A reader racing the change sees a tombstone or an empty slot; both
-    /// end its probe with the same answer, since no key lies beyond.
-    pub fn remove(&self, slot: u32, guard: &Guard) -> usize {
+    /// A tombstone must stay while a later slot of its cluster is occupied: a probe that
+    /// stopped there would miss the keys beyond. But where the next slot is empty, no probe
+    /// reaches past it (every key lies before the first empty slot after its home), so it
+    /// can be emptied, and then so can a tombstone before it. Without this, an eviction-heavy
+    /// shard filled with tombstones and rebuilt its table every ~0.3 × its entries
+    /// evictions, reading every node each time (the largest cost of an insert that evicts,
+    /// measured). A reader racing the change sees a tombstone or an empty slot; both end its
+    /// probe with the same answer, since no key lies beyond.
+    pub fn clear_tombstone(&self, slot: u32, guard: &Guard) -> usize {
         let n = self.slots.len();
         let after = |i: usize| if i + 1 == n { 0 } else { i + 1 };
         let before = |i: usize| if i == 0 { n - 1 } else { i - 1 };
+        // Relaxed: only the writer (us) changes slots, and no data is published here.
+        let is_tombstone = |i: usize| {
+            let p = self.slots[i].load(Ordering::Relaxed, guard);
+            p.is_null() && p.tag() == TOMBSTONE
+        };
         let i = slot as usize;
-        // Relaxed: only the writer (us) changes slots.
         let next = self.slots[after(i)].load(Ordering::Relaxed, guard);
-        let ends_cluster = next.is_null() && next.tag() != TOMBSTONE;
-        let mark = if ends_cluster { Shared::null() } else { Shared::null().with_tag(TOMBSTONE) };
-        // AcqRel: as in `replace`.
-        let old = self.slots[i].swap(mark, Ordering::AcqRel, guard);
-        retire(old, guard);
-        if !ends_cluster {
+        let next_empty = next.is_null() && next.tag() != TOMBSTONE;
+        if !(is_tombstone(i) && next_empty) {
             return 0;
         }
-        let mut emptied = 1;
-        let mut j = before(i);
-        while j != i {
-            let p = self.slots[j].load(Ordering::Relaxed, guard);
-            if !(p.is_null() && p.tag() == TOMBSTONE) {
-                break;
-            }
-            // Relaxed: no data is published; see above for why readers may see either value.
+        let mut emptied = 0;
+        let mut j = i;
+        while is_tombstone(j) {
             self.slots[j].store(Shared::null(), Ordering::Relaxed);
             emptied += 1;
             j = before(j);
+            if j == i {
+                break;
+            }
         }
         emptied
     }
@@ -345,18 +352,23 @@ mod tests {
         let slots: Vec<u32> = (0..4).map(|k| insert(&table, k, hashes[k as usize], guard)).collect();
         assert_eq!(slots, [14, 15, 0, 1]);
         let found = |k: u64| table.find(hashes[k as usize], &k, guard).map(|(s, n)| (s, n.value));
-        // Inside the cluster: a tombstone, so the keys beyond stay reachable.
-        assert_eq!(table.remove(15, guard), 0);
+        // Inside the cluster: the tombstone stays, so the keys beyond stay reachable.
+        table.remove(15, guard);
+        assert_eq!(table.clear_tombstone(15, guard), 0);
         assert_eq!(state(&table, guard), "xx............xt");
         assert_eq!((found(0), found(2), found(3)), (Some((14, 0)), Some((0, 2)), Some((1, 3))));
         assert_eq!(found(1), None);
-        // At the end: emptied, and the tombstones just before it with it... until a key.
-        assert_eq!(table.remove(1, guard), 1);
+        // At the end: emptied, and the tombstones just before it with it, up to a key.
+        table.remove(1, guard);
+        assert_eq!(table.clear_tombstone(1, guard), 1);
         assert_eq!(state(&table, guard), "x.............xt");
-        assert_eq!(table.remove(0, guard), 2, "slot 0 and the tombstone at 15");
+        table.remove(0, guard);
+        assert_eq!(table.clear_tombstone(0, guard), 2, "slot 0 and the tombstone at 15");
         assert_eq!(state(&table, guard), "..............x.");
         assert_eq!(found(0), Some((14, 0)));
-        assert_eq!(table.remove(14, guard), 1);
+        table.remove(14, guard);
+        assert_eq!(table.clear_tombstone(14, guard), 1);
+        assert_eq!(table.clear_tombstone(14, guard), 0, "already empty");
         assert_eq!(state(&table, guard), "................");
         assert_eq!(found(0), None);
         Table::destroy_with_nodes(Owned::new(table).into_shared(guard));
