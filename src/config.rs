@@ -101,9 +101,13 @@ impl Config {
             page_size: 4096,
             // Readers in other processes may hold the WAL briefly during a checkpoint.
             busy_timeout: Duration::from_secs(5),
-            // Checkpoint every ≈ 40 MiB of WAL instead of SQLite's 4 MiB: fewer, larger
-            // checkpoints under sustained writes; the WAL is truncated on close.
-            wal_autocheckpoint_pages: 10_000,
+            // Checkpoint every ≈ 160 MiB of WAL instead of SQLite's 4 MiB. A checkpoint
+            // copies each page once however often the WAL rewrote it, so under Zipf-skewed
+            // writes fewer checkpoints write far less: W1 on 2 cores ran 15–20 % faster than
+            // with 10,000 pages (measured, alternating). The cost: the WAL file grows to
+            // ≈ 160 MiB under sustained writes (truncated on close), and reopening after a
+            // crash with a full WAL took 0.20–0.26 s here against ≈ 0.01 s.
+            wal_autocheckpoint_pages: 40_000,
             // 16 MiB of page cache per connection (SQLite allocates it only as used).
             cache_size_kib: 16 << 10,
             // Map up to 256 MiB of the file: reads of cached pages avoid a copy.
@@ -246,7 +250,9 @@ impl Config {
         self
     }
 
-    /// WAL pages between automatic checkpoints (default 10,000).
+    /// WAL pages between automatic checkpoints (default 40,000, ≈ 160 MiB of 4 KiB pages;
+    /// smaller means a smaller WAL file and a faster reopen after a crash, and more writing
+    /// under sustained updates).
     pub fn wal_autocheckpoint_pages(mut self, pages: u32) -> Self {
         self.wal_autocheckpoint_pages = pages;
         self
