@@ -11,8 +11,9 @@
 //! after its last put, folded into one affine `UPDATE`; outcomes older than a put of the same
 //! batch are superseded by it (a put replaces the whole pattern). So are the earlier puts
 //! and deletes of an id written again later in the batch: only its last write is applied,
-//! and the ones it replaced commit with it (under Zipf-skewed traffic about half the puts
-//! of a large batch repeat an id; measured in W1).
+//! and the ones it replaced commit with it (under W1's Zipf(0.99) over 100,000 ids, about
+//! 45 % of the puts of a 2,700-put batch repeat an id of the batch, computed from the
+//! distribution; W1 ran 24 % faster with this and the L1 changes of the same pass).
 //!
 //! ## Failures
 //!
