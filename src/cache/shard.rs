@@ -614,8 +614,8 @@ pub(super) struct Locked<'a, 'g, K, V, E> {
     evicted: u64,
     /// Second chances left to this write (see `take_reference`).
     second_chances: u32,
-    /// Slots emptied while a node was pending, whose tombstones are cleared once it is
-    /// published (`Table::clear_tombstone`; more are left as tombstones).
+    /// Slots removed while a node was pending: their tombstones are cleared once it is
+    /// published (`Table::clear_tombstone`; beyond four, they stay tombstones).
     to_clear: [u32; 4],
     to_clear_len: usize,
 }

@@ -600,7 +600,6 @@ impl Writer {
 
     fn fail_all(&self, units: &[Unit], error: &Error) {
         for unit in units {
-            let (op, id, seq) = unit.describe();
             match unit {
                 Unit::Put(p, superseded) => {
                     for p in superseded.iter().chain([p]) {
@@ -609,6 +608,7 @@ impl Writer {
                     }
                 }
                 Unit::Outcomes { count, .. } => {
+                    let (op, id, seq) = unit.describe();
                     for _ in 0..*count {
                         self.shared.record_failure(op, id, seq, error);
                     }
