@@ -317,11 +317,21 @@ impl search::Originals for crate::arena::View<'_> {
 }
 
 impl L2Writer {
-    /// Appends the record of a committed put (`rowid` from SQLite) and retires the pattern's
-    /// previous record.
+    /// Follows a committed put (`rowid` from SQLite). A put that keeps the pattern's vector,
+    /// row, kind and creation time (an agent updating its text or confidence) changes the
+    /// live record's confidence and last use in place, the two fields searches read
+    /// atomically; any other put appends a record and retires the previous one. Without the
+    /// in-place path every update appended a 2 KiB record (384-d): W1's 2 % of puts grew the
+    /// file by ≈ 80 MB/s and kept the new pages resident.
     pub fn put(&mut self, rowid: i64, p: &Pattern, conn: &Connection) -> Result<()> {
         self.ensure_map(conn)?;
-        let old = self.slot_of_id.as_mut().and_then(|m| m.remove(p.id.as_str()));
+        let live = self.slot_of_id.as_ref().and_then(|m| m.get(p.id.as_str()).copied());
+        if let (Some(slot), Some(embedding)) = (live, p.embedding.as_deref()) {
+            if self.same_record(slot, rowid, p, embedding)? {
+                return self.set_stats(slot, p.confidence, p.last_used_ms);
+            }
+        }
+        let old = live.and_then(|_| self.slot_of_id.as_mut().and_then(|m| m.remove(p.id.as_str())));
         if let Some(slot) = old {
             self.arena.set_flags(slot, FLAG_DEAD).map_err(|e| arena_error("arena", e))?;
         }
@@ -334,6 +344,17 @@ impl L2Writer {
             m.insert(p.id.as_str().into(), slot);
         }
         Ok(())
+    }
+
+    /// Whether the record at `slot` holds `p`'s row, kind, creation time and exactly (bit
+    /// for bit) its vector: everything of a record but the fields updated in place.
+    fn same_record(&self, slot: u64, rowid: i64, p: &Pattern, embedding: &[f32]) -> Result<bool> {
+        let meta = self.arena.meta(slot).map_err(|e| arena_error("arena", e))?;
+        if meta.rowid != rowid || meta.kind != kind_id(&p.kind) || meta.created_at_ms != p.created_at_ms {
+            return Ok(false);
+        }
+        let original = self.arena.original(slot).map_err(|e| arena_error("arena", e))?;
+        Ok(bytemuck::cast_slice::<f32, u8>(original) == bytemuck::cast_slice::<f32, u8>(embedding))
     }
 
     /// Retires the record of a deleted pattern.

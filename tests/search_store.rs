@@ -151,6 +151,49 @@ fn a_new_embedding_supersedes_the_old_record() {
     assert_eq!(store.search(&new, 1).unwrap()[0].id, "p5");
 }
 
+/// An update that keeps the vector, row, kind and creation time (an agent rewriting a
+/// pattern's text or confidence) changes the arena's record in place: the file does not grow,
+/// and searches see the new confidence, also after a reopen.
+#[test]
+fn an_update_that_keeps_the_vector_is_made_in_place() {
+    let (_dir, path) = temp_db();
+    let store = store_of(50, &path);
+    let records = |s: &patternbank::Store| s.metrics().l2.unwrap().records;
+    assert_eq!(records(&store), 50);
+    let q = unit(7, 8);
+    let confident = SearchOptions { min_confidence: Some(0.85), ..Default::default() };
+    for round in 0..20 {
+        let mut p7 = Pattern::clone(&store.get("p7").unwrap().unwrap());
+        p7.confidence = 0.86 + round as f64 * 0.005;
+        p7.data = format!("{{\"round\":{round}}}").into_bytes();
+        store.put(p7).unwrap();
+        store.flush().unwrap();
+        assert_eq!(records(&store), 50, "round {round}: no record appended");
+        let hits = store.search_with(&q, 10, &confident).unwrap();
+        assert_eq!(hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["p7"], "round {round}");
+    }
+    // Another kind is another record: appended, the old one retired.
+    let mut p7 = Pattern::clone(&store.get("p7").unwrap().unwrap());
+    p7.kind = "seven".into();
+    store.put(p7).unwrap();
+    store.flush().unwrap();
+    assert_eq!(records(&store), 51);
+    let seven = SearchOptions { kind: Some("seven".into()), ..Default::default() };
+    assert_eq!(
+        store.search_with(&q, 10, &seven).unwrap().iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+        ["p7"]
+    );
+    assert_eq!(store.search(&q, 50).unwrap().iter().filter(|h| h.id == "p7").count(), 1);
+    store.close().unwrap();
+
+    let store = small(&path).open().unwrap();
+    assert_eq!(store.metrics().l2.unwrap().rebuilt, None);
+    assert_eq!(records(&store), 51);
+    let hits = store.search_with(&q, 10, &confident).unwrap();
+    assert_eq!(hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["p7"]);
+    assert!((store.get("p7").unwrap().unwrap().confidence - 0.955).abs() < 1e-9);
+}
+
 /// Each kind of damage ends in a rebuilt arena, said in the metrics, with every pattern
 /// searchable.
 #[test]

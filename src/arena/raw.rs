@@ -501,6 +501,14 @@ impl CoreWriter {
         Ok(l.split(slot).0)
     }
 
+    /// The f32 original of any appended record, published or not.
+    pub(crate) fn original(&self, slot: u64) -> Result<&[f32], String> {
+        let (chunk, i) = self.locate(slot)?;
+        // SAFETY: the writer's thread, after the record's plain write; originals are never
+        // written after that, so shared reads cannot race a write.
+        Ok(unsafe { chunk.originals(&self.shared.layout, i, 1) })
+    }
+
     /// Metadata of any appended record, published or not.
     pub(crate) fn meta(&self, slot: u64) -> Result<RecordMeta, String> {
         let (chunk, i) = self.locate(slot)?;

@@ -153,6 +153,11 @@ impl ArenaWriter {
         Ok(())
     }
 
+    /// The f32 original of record `slot` (published or not).
+    pub fn original(&self, slot: u64) -> Result<&[f32], ArenaError> {
+        self.core.original(slot).map_err(ArenaError::InvalidInput)
+    }
+
     /// The metadata of an appended record, published or not.
     pub fn meta(&self, slot: u64) -> Result<RecordMeta, ArenaError> {
         self.core.meta(slot).map_err(ArenaError::InvalidInput)
