@@ -144,6 +144,9 @@ struct BenchArgs {
     /// compare them side by side.
     #[arg(long, default_value = "adaptive", value_parser = parse_l1_policy)]
     l1_policy: Policy,
+    /// L1 budget of the W1/W3 store in MiB [default: the store's default].
+    #[arg(long, value_name = "MIB")]
+    l1_mib: Option<usize>,
     /// Items of D(N) for `--codec`.
     #[arg(long, default_value_t = 20_000)]
     codec_items: usize,
@@ -760,6 +763,15 @@ fn median(v: &mut [u64]) -> u64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
+/// The W1/W3 store's configuration: the defaults, with the policy and L1 budget asked for.
+fn bench_config(db: &Path, args: &BenchArgs) -> Config {
+    let cfg = Config::new(db).l1_policy(args.l1_policy);
+    match args.l1_mib {
+        Some(mib) => cfg.l1_capacity_bytes(mib << 20),
+        None => cfg,
+    }
+}
+
 /// W1 and W3 on D(N) (`--patterns`), into `out`.
 fn bench_w1_w3(
     args: &BenchArgs,
@@ -784,24 +796,30 @@ fn bench_w1_w3(
     );
 
     eprintln!("generating D({}) (seed {}) …", args.patterns, args.seed);
-    let data = Arc::new(workload::dataset(args.patterns, args.seed)?);
+    let data = workload::dataset(args.patterns, args.seed)?;
     let ids: Arc<Vec<String>> = Arc::new(data.iter().map(|p| p.id.clone()).collect());
     if !db.exists() {
         let (took, _) = put_all(&db, &data, "loading D(N)", quiet)?;
         out.insert("load".into(), json!({ "rows_per_sec": data.len() as f64 / took.as_secs_f64() }));
     }
-    // The process before the W1 store exists (the dataset, the allocator's free memory
-    // from loading it), so W1 can report what the store added on top.
+    // The patterns live in the store from here on: W1's puts read, change and write back,
+    // so the process's resident memory during W1 is the store's, not a second copy of D(N).
+    drop(data);
+    // SAFETY: `mi_collect` only walks mimalloc's own free lists and returns pages to the OS;
+    // it takes no pointer and is safe to call from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+    // The process before the W1 store exists (the harness: ids, the corpus's leftovers), so
+    // W1 can report what the store added on top.
     let rss_before_open = patternbank::metrics::rss_bytes();
     // Open time of an existing store of N patterns (the W1 store, cold L1).
     let started = Instant::now();
-    let store = Arc::new(Config::new(&db).l1_policy(args.l1_policy).open()?);
+    let store = Arc::new(bench_config(&db, args).open()?);
     let open_ms = started.elapsed().as_secs_f64() * 1e3;
     out.insert("open".into(), json!({ "existing_ms": open_ms, "patterns": store.count()? }));
     out.insert("l1_policy".into(), json!(format!("{:?}", args.l1_policy).to_ascii_lowercase()));
 
     if want("w1") {
-        let mut result = w1(&store, &data, &ids, args, quiet)?;
+        let mut result = w1(&store, &ids, args, quiet)?;
         if let Value::Object(w1) = &mut result {
             let rss = w1["rss_bytes"].as_u64().unwrap_or(0);
             w1.insert("rss_before_open_bytes".into(), json!(rss_before_open));
@@ -817,7 +835,7 @@ fn bench_w1_w3(
         // as at open: the write path alone).
         let warm = w3_outcomes(&store, &ids, args)?;
         Arc::into_inner(store).ok_or("store still shared")?.close()?;
-        store = Arc::new(Config::new(&db).l1_policy(args.l1_policy).open()?);
+        store = Arc::new(bench_config(&db, args).open()?);
         let cold = w3_outcomes(&store, &ids, args)?;
         if let Value::Object(w3) = &mut w3 {
             w3.insert("outcomes".into(), cold["outcomes"].clone());
@@ -874,7 +892,6 @@ fn mix_stream(ids: usize, seed: u64) -> Vec<u32> {
 /// latency histograms (get, record_outcome, put), each of one operation in `LATENCY_EVERY`.
 fn run_mix(
     store: &Arc<Store>,
-    data: &Arc<Vec<Pattern>>,
     ids: &Arc<Vec<String>>,
     threads: usize,
     seed: u64,
@@ -891,7 +908,7 @@ fn run_mix(
             .iter()
             .enumerate()
             .map(|(t, stream)| {
-                let (store, data, ids) = (&**store, &**data, &**ids);
+                let (store, ids) = (&**store, &**ids);
                 scope.spawn(move || -> MixResult {
                     let mut h = [hist(), hist(), hist()];
                     let mut ops = 0u64;
@@ -913,7 +930,14 @@ fn run_mix(
                                     1
                                 }
                                 _ => {
-                                    let mut p = data[r].clone();
+                                    // An agent's update: the pattern as stored, changed.
+                                    let current = store.get(&ids[r])?.ok_or_else(|| {
+                                        patternbank::Error::new(
+                                            patternbank::ErrorKind::InvalidInput,
+                                            format!("W1: pattern {} is not in the store (is --db a store of this D(N) and seed?)", ids[r]),
+                                        )
+                                    })?;
+                                    let mut p = Pattern::clone(&current);
                                     // A new confidence each time, from the position in the run.
                                     p.confidence = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) as f64
                                         / u64::MAX as f64;
@@ -954,7 +978,6 @@ fn run_mix(
 
 fn w1(
     store: &Arc<Store>,
-    data: &Arc<Vec<Pattern>>,
     ids: &Arc<Vec<String>>,
     args: &BenchArgs,
     quiet: bool,
@@ -983,7 +1006,6 @@ fn w1(
         let bar = bar_for(round, &format!("W1 warm-up, round {} (ms)", rounds.len() + 1));
         let (ops, _) = run_mix(
             store,
-            data,
             ids,
             args.threads,
             args.seed ^ 0x5EED ^ rounds.len() as u64,
@@ -1006,8 +1028,7 @@ fn w1(
     let before = store.metrics();
     let bar = bar_for(args.seconds, "W1 agent-loop mix (ms)");
     let started = Instant::now();
-    let (ops, h) =
-        run_mix(store, data, ids, args.threads, args.seed, Duration::from_secs_f64(args.seconds), &bar)?;
+    let (ops, h) = run_mix(store, ids, args.threads, args.seed, Duration::from_secs_f64(args.seconds), &bar)?;
     let flush_started = Instant::now();
     store.flush()?;
     let flush_ms = flush_started.elapsed().as_secs_f64() * 1e3;
