@@ -13,7 +13,12 @@
 //! - an arena behind SQLite (a crash between a SQLite commit and the arena's sync) catches up
 //!   with the batches it lacks, and its confidences are refreshed;
 //! - an arena ahead of SQLite (SQLite lost commits, e.g. power loss with `synchronous =
-//!   NORMAL`) is rebuilt.
+//!   NORMAL`) is rebuilt;
+//! - an arena whose dead records (superseded vectors, deleted patterns) outnumber the live
+//!   ones, and fill at least a chunk, is rebuilt to compact it (`rebuilt` says "compacted").
+//!
+//! A put that keeps a pattern's vector, row, kind and creation time updates its record in
+//! place; one that changes any of them appends a record and retires the old one.
 //!
 //! Search results are resolved to ids through SQLite by rowid, which also drops a record
 //! whose pattern changed kind since (a kind filter is checked again there).
@@ -482,10 +487,13 @@ pub(crate) fn open_writable(cfg: &Config, conn: &Connection) -> Result<(L2, L2Wr
         rebuilt: report.replaced.as_ref().map(|e| e.to_string()),
         ..Default::default()
     };
-    let (arena, rebuild) = if report.user_seq > last_batch {
-        // The arena holds batches SQLite lost: start over.
+    let compact = compaction_due(&arena.reader());
+    let (arena, rebuild) = if report.user_seq > last_batch || compact.is_some() {
+        // The arena holds batches SQLite lost, or is mostly dead records: start over.
         drop(arena);
-        let why = format!("the arena holds batch {} but the database only {last_batch}", report.user_seq);
+        let why = compact.unwrap_or_else(|| {
+            format!("the arena holds batch {} but the database only {last_batch}", report.user_seq)
+        });
         let (fresh, _) = Arena::create_new(&path, &params, durability)
             .map_err(|e| arena_error(&format!("recreating {}", path.display()), e))?;
         metrics.rebuilt = Some(why);
@@ -525,6 +533,24 @@ pub(crate) fn open_writable(cfg: &Config, conn: &Connection) -> Result<(L2, L2Wr
         w.sync_if(true)?;
     }
     Ok((L2::new(reader, cfg.embedding_dim, metrics), w))
+}
+
+/// Why the arena should be rebuilt to shed its dead records, if it should: when they
+/// outnumber the live ones and fill at least a chunk. Records are retired, never reused
+/// (readers scan without a lock), so a store whose vectors change grows its file until the
+/// next open compacts it to the live records; this bounds it at about twice the live size
+/// across reopens. A rebuild reads every vector from SQLite once: the open of D(100,000)
+/// beside 180,000 dead records took 1.3 s here (2 cores), against 6 ms without.
+fn compaction_due(reader: &ArenaReader) -> Option<String> {
+    let view = reader.view();
+    let mut dead = 0u64;
+    for chunk in view.chunks() {
+        dead += (0..chunk.count).filter(|&i| chunk.meta(i).is_some_and(|m| m.flags & FLAG_DEAD != 0)).count()
+            as u64;
+    }
+    let live = view.len() - dead;
+    (dead > live && dead >= u64::from(reader.params().chunk_records))
+        .then(|| format!("compacted: {dead} dead records beside {live} live ones"))
 }
 
 /// Appends the patterns matching `filter` (on `patterns p`), superseding their old records.

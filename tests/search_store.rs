@@ -194,6 +194,49 @@ fn an_update_that_keeps_the_vector_is_made_in_place() {
     assert!((store.get("p7").unwrap().unwrap().confidence - 0.955).abs() < 1e-9);
 }
 
+/// Records are retired, never reused: an arena whose dead records outnumber the live ones
+/// (and fill a chunk, 16,384 records) is compacted at the next open, and searches find every
+/// pattern by its newest vector.
+#[test]
+fn an_arena_of_mostly_dead_records_is_compacted_at_open() {
+    let (_dir, path) = temp_db();
+    let live = 200u64;
+    let store = store_of(live, &path);
+    let repaint = |store: &patternbank::Store, round: u64| {
+        for i in 0..live {
+            let kind = if i % 2 == 0 { "even" } else { "odd" };
+            let v = unit(1_000_000 * round + i, 8);
+            store.put(Pattern::new(format!("p{i}"), kind, b"{}".to_vec()).with_embedding(v)).unwrap();
+        }
+        // One batch per round: a batch keeps only an id's last put.
+        store.flush().unwrap();
+    };
+    repaint(&store, 1);
+    store.close().unwrap();
+    // 200 dead records: under a chunk, kept.
+    let store = small(&path).open().unwrap();
+    assert_eq!(store.metrics().l2.unwrap().rebuilt, None);
+    assert_eq!(store.metrics().l2.unwrap().records, 2 * live);
+    let rounds = 16_384 / live + 1;
+    for round in 2..=rounds + 1 {
+        repaint(&store, round);
+    }
+    store.flush().unwrap();
+    assert_eq!(store.metrics().l2.unwrap().records, (rounds + 2) * live);
+    store.close().unwrap();
+
+    let store = small(&path).open().unwrap();
+    let l2 = store.metrics().l2.unwrap();
+    assert!(l2.rebuilt.as_deref().is_some_and(|r| r.starts_with("compacted")), "{l2:?}");
+    assert_eq!(l2.records, live);
+    for i in [0, 7, live - 1] {
+        let hits = store.search(&unit(1_000_000 * (rounds + 1) + i, 8), 1).unwrap();
+        assert_eq!(hits[0].id, format!("p{i}"), "found by its newest vector");
+    }
+    store.close().unwrap();
+    assert_eq!(small(&path).open().unwrap().metrics().l2.unwrap().rebuilt, None, "compact: kept");
+}
+
 /// Each kind of damage ends in a rebuilt arena, said in the metrics, with every pattern
 /// searchable.
 #[test]
