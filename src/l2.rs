@@ -146,6 +146,9 @@ pub(crate) struct L2Writer {
     codes: Vec<i8>,
     /// Appended or updated since the last sync to disk.
     dirty: bool,
+    /// No arena write has failed since open: the arena's live records hold exactly the
+    /// vectors of SQLite's rows as of the last commit.
+    trust_sqlite: bool,
     last_sync: Instant,
 }
 
@@ -322,17 +325,24 @@ impl search::Originals for crate::arena::View<'_> {
 }
 
 impl L2Writer {
-    /// Follows a committed put (`rowid` from SQLite). A put that keeps the pattern's vector,
-    /// row, kind and creation time (an agent updating its text or confidence) changes the
-    /// live record's confidence and last use in place, the two fields searches read
-    /// atomically; any other put appends a record and retires the previous one. Without the
-    /// in-place path every update appended a 2 KiB record (384-d): W1's 2 % of puts grew the
-    /// file by ≈ 80 MB/s and kept the new pages resident.
-    pub fn put(&mut self, rowid: i64, p: &Pattern, conn: &Connection) -> Result<()> {
+    /// Follows a committed put (`rowid` from SQLite; `same_vector`: SQLite's row had this
+    /// vector before the put). A put that keeps the pattern's vector, row, kind and creation
+    /// time (an agent updating its text or confidence) changes the live record's confidence
+    /// and last use in place, the two fields searches read atomically; any other put appends a
+    /// record and retires the previous one. Without the in-place path every update appended a
+    /// 2 KiB record (384-d): W1's 2 % of puts grew the file by ≈ 80 MB/s and kept the new
+    /// pages resident.
+    pub fn put(&mut self, rowid: i64, p: &Pattern, same_vector: bool, conn: &Connection) -> Result<()> {
+        let result = self.put_inner(rowid, p, same_vector, conn);
+        self.trust_sqlite &= result.is_ok();
+        result
+    }
+
+    fn put_inner(&mut self, rowid: i64, p: &Pattern, same_vector: bool, conn: &Connection) -> Result<()> {
         self.ensure_map(conn)?;
         let live = self.slot_of_id.as_ref().and_then(|m| m.get(p.id.as_str()).copied());
         if let (Some(slot), Some(embedding)) = (live, p.embedding.as_deref()) {
-            if self.same_record(slot, rowid, p, embedding)? {
+            if self.same_record(slot, rowid, p, embedding, same_vector)? {
                 return self.set_stats(slot, p.confidence, p.last_used_ms);
             }
         }
@@ -352,11 +362,24 @@ impl L2Writer {
     }
 
     /// Whether the record at `slot` holds `p`'s row, kind, creation time and exactly (bit
-    /// for bit) its vector: everything of a record but the fields updated in place.
-    fn same_record(&self, slot: u64, rowid: i64, p: &Pattern, embedding: &[f32]) -> Result<bool> {
+    /// for bit) its vector: everything of a record but the fields updated in place. The arena
+    /// mirrors SQLite's rows, so SQLite's `same_vector` answers for the vector, which spares a
+    /// read of the 1.5 KiB original (W1 kept every updated pattern's original resident);
+    /// after any failed arena write the mirror may lag, and the original is compared instead.
+    fn same_record(
+        &self,
+        slot: u64,
+        rowid: i64,
+        p: &Pattern,
+        embedding: &[f32],
+        same_vector: bool,
+    ) -> Result<bool> {
         let meta = self.arena.meta(slot).map_err(|e| arena_error("arena", e))?;
         if meta.rowid != rowid || meta.kind != kind_id(&p.kind) || meta.created_at_ms != p.created_at_ms {
             return Ok(false);
+        }
+        if self.trust_sqlite {
+            return Ok(same_vector);
         }
         let original = self.arena.original(slot).map_err(|e| arena_error("arena", e))?;
         Ok(bytemuck::cast_slice::<f32, u8>(original) == bytemuck::cast_slice::<f32, u8>(embedding))
@@ -503,8 +526,14 @@ pub(crate) fn open_writable(cfg: &Config, conn: &Connection) -> Result<(L2, L2Wr
     };
     let (reader, writer) = arena.into_parts();
     let arena = writer.ok_or_else(|| Error::new(ErrorKind::Io, "the arena opened without its writer"))?;
-    let mut w =
-        L2Writer { arena, slot_of_id: None, codes: Vec::new(), dirty: false, last_sync: Instant::now() };
+    let mut w = L2Writer {
+        arena,
+        slot_of_id: None,
+        codes: Vec::new(),
+        dirty: false,
+        trust_sqlite: true,
+        last_sync: Instant::now(),
+    };
     if rebuild {
         // Every pattern with an embedding, in rowid order.
         w.slot_of_id = Some(HashMap::default());
@@ -573,7 +602,8 @@ fn append_rows(w: &mut L2Writer, conn: &Connection, filter: &str, params: &[Valu
         Ok(())
     })?;
     for (rowid, p) in rows {
-        w.put(rowid, &p, conn)?;
+        // Rows read back from SQLite: nothing to compare them with but the arena itself.
+        w.put(rowid, &p, false, conn)?;
     }
     Ok(())
 }

@@ -40,9 +40,10 @@ use crate::sqlite::ffi::{Connection, Statement, Value};
 use crate::store::Shared;
 use crate::sync::{thread, Arc, Ordering};
 
-/// The pattern's row and payload, looked up before a put or delete (no `RETURNING`: it
-/// makes SQLite build an ephemeral table for every statement).
-const FIND_PATTERN: &str = "SELECT rid, pid FROM patterns WHERE id = ?1";
+/// The pattern's row, payload and vector, looked up before a put or delete (no `RETURNING`:
+/// it makes SQLite build an ephemeral table for every statement). The vector is on the page
+/// the update rewrites anyway; comparing it here spares the arena a read of its own copy.
+const FIND_PATTERN: &str = "SELECT rid, pid, embedding FROM patterns WHERE id = ?1";
 const INSERT_PATTERN: &str = "INSERT INTO patterns(id, kind, data, embedding, created_at_ms, seq, pid) \
      VALUES (?1, ?2, X'', ?3, ?4, ?5, ?6)";
 const UPDATE_PATTERN: &str = "UPDATE patterns SET kind = ?2, data = X'', embedding = ?3, \
@@ -101,10 +102,13 @@ impl PatternStatements {
         })
     }
 
-    /// The rowid and payload id (NULL for a pre-version-3 row) of pattern `id`.
-    fn find(&mut self, id: &str) -> Result<Option<(i64, Option<i64>)>> {
-        self.find_pattern
-            .query_row(&[Value::Text(id)], |row| Ok((row.i64(0), (!row.is_null(1)).then(|| row.i64(1)))))
+    /// The rowid, payload id (NULL for a pre-version-3 row) of pattern `id`, and whether its
+    /// stored vector is `vector` (the little-endian bytes; false for `None`).
+    fn find(&mut self, id: &str, vector: Option<&[u8]>) -> Result<Option<(i64, Option<i64>, bool)>> {
+        self.find_pattern.query_row(&[Value::Text(id)], |row| {
+            let same = vector.is_some_and(|v| !row.is_null(2) && row.blob(2) == v);
+            Ok((row.i64(0), (!row.is_null(1)).then(|| row.i64(1)), same))
+        })
     }
 
     /// A reference to the content of `p`'s data: an existing row's (one more reference,
@@ -151,20 +155,20 @@ impl PatternStatements {
         Ok(())
     }
 
-    /// Writes pattern `p` with `payload` as part of batch `batch`; returns its rowid and
-    /// whether the content was already stored.
+    /// Writes pattern `p` with `payload` as part of batch `batch`; returns its rowid,
+    /// whether the content was already stored, and whether the row already had `p`'s vector.
     fn put(
         &mut self,
         p: &crate::Pattern,
         payload: &Payload,
         batch: u64,
         payloads: &Payloads,
-    ) -> Result<(i64, bool)> {
-        let existing = self.find(&p.id)?;
-        let held = existing.and_then(|(_, pid)| pid);
+    ) -> Result<(i64, bool, bool)> {
+        let vector = p.embedding.as_deref().map(embedding_bytes);
+        let existing = self.find(&p.id, vector.as_deref())?;
+        let held = existing.and_then(|(_, pid, _)| pid);
         let (pid, dedup) = self.reference(p, payload, held, payloads)?;
-        let emb = p.embedding.as_deref().map(embedding_bytes);
-        let emb = emb.as_deref().map_or(Value::Null, Value::Blob);
+        let emb = vector.as_deref().map_or(Value::Null, Value::Blob);
         // Both statements bind (row, kind, embedding, created_at_ms, seq, pid); the row is the
         // rowid of an update, the id of an insert.
         let row = |first| {
@@ -178,7 +182,7 @@ impl PatternStatements {
             ]
         };
         let rowid = match existing {
-            Some((rowid, _)) => {
+            Some((rowid, _, _)) => {
                 self.update_pattern.execute(&row(Value::Int(rowid)))?;
                 rowid
             }
@@ -198,13 +202,13 @@ impl PatternStatements {
             Value::Int(p.failure_count as i64),
             Value::Int(p.last_used_ms),
         ])?;
-        Ok((rowid, dedup))
+        Ok((rowid, dedup, existing.is_some_and(|(_, _, same)| same)))
     }
 
     /// Deletes pattern `id`, its stats and its reference to its payload; false if it did not
     /// exist.
     fn delete(&mut self, id: &str) -> Result<bool> {
-        let Some((rowid, pid)) = self.find(id)? else { return Ok(false) };
+        let Some((rowid, pid, _)) = self.find(id, None)? else { return Ok(false) };
         self.delete_pattern.execute(&[Value::Int(rowid)])?;
         self.delete_stats.execute(&[Value::Text(id)])?;
         if let Some(pid) = pid {
@@ -291,8 +295,9 @@ pub(crate) struct Writer {
 /// What applying a unit returned.
 #[derive(Clone, Copy)]
 enum Effect {
-    /// A put, the rowid SQLite gave it, and whether its content was already stored.
-    Put { rowid: i64, dedup: bool },
+    /// A put, the rowid SQLite gave it, whether its content was already stored, and whether
+    /// the row already had its vector.
+    Put { rowid: i64, dedup: bool, same_vector: bool },
     /// A pattern deleted (or already absent), or a trajectory written.
     Other,
     /// Outcomes applied to an existing pattern.
@@ -681,9 +686,9 @@ impl Writer {
         match unit {
             Unit::Put(op, _) => match &op.write {
                 Write::Pattern { pattern, payload } => {
-                    let (rowid, dedup) =
+                    let (rowid, dedup, same_vector) =
                         self.stmts.patterns.put(pattern, payload, batch, &self.shared.payloads)?;
-                    Ok(Effect::Put { rowid, dedup })
+                    Ok(Effect::Put { rowid, dedup, same_vector })
                 }
                 Write::Delete { id } => {
                     self.stmts.patterns.delete(id)?;
@@ -781,8 +786,8 @@ impl Writer {
         let mut error = None;
         for (unit, effect) in units.iter().zip(&effects) {
             let done = match (unit, effect) {
-                (Unit::Put(op, _), Effect::Put { rowid, .. }) => match &op.write {
-                    Write::Pattern { pattern, .. } => self.l2.put(*rowid, pattern, &self.conn),
+                (Unit::Put(op, _), Effect::Put { rowid, same_vector, .. }) => match &op.write {
+                    Write::Pattern { pattern, .. } => self.l2.put(*rowid, pattern, *same_vector, &self.conn),
                     _ => Ok(()),
                 },
                 (Unit::Put(PutOp { write: Write::Delete { id }, .. }, _), _) => {
