@@ -96,8 +96,8 @@ CREATE TABLE trajectories(
 );
 ";
 
-/// Pragmas every connection gets.
-fn connection_pragmas(conn: &Connection, cfg: &Config) -> Result<()> {
+/// Pragmas every connection gets; `cache_kib`: its page cache.
+fn connection_pragmas(conn: &Connection, cfg: &Config, cache_kib: u32) -> Result<()> {
     conn.busy_timeout(cfg.busy_timeout.as_millis().min(u32::MAX as u128) as u32)?;
     let sync = match cfg.synchronous {
         Synchronous::Normal => "NORMAL",
@@ -106,7 +106,7 @@ fn connection_pragmas(conn: &Connection, cfg: &Config) -> Result<()> {
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {sync}; PRAGMA cache_size = -{}; PRAGMA mmap_size = {}; \
          PRAGMA temp_store = MEMORY;",
-        cfg.cache_size_kib, cfg.mmap_size_bytes
+        cache_kib, cfg.mmap_size_bytes
     ))
 }
 
@@ -116,7 +116,7 @@ pub(crate) fn open_writer(
     slow: Option<crate::sync::Arc<crate::metrics::SlowLog>>,
 ) -> Result<Connection> {
     let conn = Connection::open(&cfg.path, super::ffi::OpenMode::ReadWriteCreate, slow)?;
-    connection_pragmas(&conn, cfg).map_err(foreign)?;
+    connection_pragmas(&conn, cfg, cfg.cache_size_kib).map_err(foreign)?;
     // The first read of a file that is not SQLite fails here with SQLITE_NOTADB.
     let tables =
         conn.query_strings("SELECT name FROM sqlite_schema WHERE type = 'table'").map_err(foreign)?;
@@ -168,7 +168,10 @@ pub(crate) fn open_reader(
         return Err(Error::new(ErrorKind::Io, format!("{} does not exist", cfg.path.display())));
     }
     let conn = Connection::open(&cfg.path, super::ffi::OpenMode::ReadOnly, slow)?;
-    connection_pragmas(&conn, cfg).map_err(foreign)?;
+    // Beside a writer that commits every batch, SQLite empties a reader's cache at its next
+    // read after each commit: a large one is resident memory that serves nothing.
+    let cache_kib = if cfg.read_only { cfg.cache_size_kib } else { cfg.reader_cache_size_kib };
+    connection_pragmas(&conn, cfg, cache_kib).map_err(foreign)?;
     conn.execute_batch("PRAGMA query_only = 1;")?;
     if check {
         check_meta(&conn, cfg)?;
