@@ -91,8 +91,9 @@ impl Config {
             // outcomes coalesce further and the commit cost is shared by more rows.
             max_txn_ops: 131_072,
             // Rings sized to absorb a batch interval of bursts without blocking callers:
-            // 8,192 puts (≈ 20 MiB of patterns in flight at most) and 65,536 outcomes
-            // (1.5 MiB); both rounded up to a power of two.
+            // 8,192 puts (≈ 20 MiB of patterns in flight at most) and 262,144 outcomes
+            // (16 MiB, 64 bytes a slot, resident once the ring has cycled: under W3's
+            // outcome flood a smaller ring blocked callers); both rounded up to a power of two.
             put_queue_capacity: 8192,
             outcome_queue_capacity: 262_144,
             // A caller blocked on a full ring gives up after this and gets `QueueFull`.
