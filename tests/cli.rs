@@ -109,6 +109,11 @@ fn bench_json_reports_every_figure() {
     assert_eq!(v["w3"]["puts_committed"], 1000, "every W3 put committed");
     assert_eq!(v["w3"]["outcomes_committed"], 20000, "every W3 outcome committed");
     assert_eq!(v["w1"]["failed_writes"], 0);
+    // The resident memory's two parts add up to it (read a moment apart: within a tenth).
+    let rss = |k: &str| v["w1"][k].as_f64().unwrap_or(0.0);
+    let parts = rss("rss_anon_bytes") + rss("rss_file_bytes");
+    assert!(rss("rss_anon_bytes") > 0.0 && rss("rss_file_bytes") > 0.0, "{}", v["w1"]);
+    assert!((parts / rss("rss_bytes") - 1.0).abs() < 0.1, "{parts} vs {}", rss("rss_bytes"));
     let rounds = v["w1"]["warmup_rounds"].as_array().expect("warm-up rounds");
     assert!(
         !rounds.is_empty() && rounds.iter().all(|r| r["ops"].as_u64().is_some_and(|n| n > 0)),

@@ -556,6 +556,16 @@ fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds")
 }
 
+/// One line of `/proc/self/status` in bytes (`RssAnon:`, `RssFile:`); 0 where there is none.
+fn rss_part(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    kib.unwrap_or(0) * 1024
+}
+
 fn summary(h: &Histogram<u64>) -> Value {
     json!({
         "count": h.len(),
@@ -1071,6 +1081,9 @@ fn w1(
         "get_hits": m.get_hits,
         "failed_writes": m.writer.failed_writes,
         "rss_bytes": m.rss_bytes,
+        // Heap and other anonymous memory, and mapped files (the arena's pages, the binary).
+        "rss_anon_bytes": rss_part("RssAnon:"),
+        "rss_file_bytes": rss_part("RssFile:"),
     }))
 }
 
