@@ -192,6 +192,8 @@ fn an_update_that_keeps_the_vector_is_made_in_place() {
     let hits = store.search_with(&q, 10, &confident).unwrap();
     assert_eq!(hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["p7"]);
     assert!((store.get("p7").unwrap().unwrap().confidence - 0.955).abs() < 1e-9);
+    store.close().unwrap();
+    assert_eq!(assert_arena_mirrors_sqlite(&path, 8), 50);
 }
 
 /// Records are retired, never reused: an arena whose dead records outnumber the live ones
@@ -235,6 +237,114 @@ fn an_arena_of_mostly_dead_records_is_compacted_at_open() {
     }
     store.close().unwrap();
     assert_eq!(small(&path).open().unwrap().metrics().l2.unwrap().rebuilt, None, "compact: kept");
+    assert_eq!(assert_arena_mirrors_sqlite(&path, 8), live as usize);
+}
+
+/// The arena of a closed store mirrors SQLite: one live record per pattern with an embedding,
+/// holding that pattern's row, exactly its vector, its kind, creation time and confidence.
+/// Returns the live count.
+fn assert_arena_mirrors_sqlite(path: &std::path::Path, dim: u32) -> usize {
+    use patternbank::arena::{Arena, ArenaParams, OpenMode, QuantKind, FLAG_DEAD};
+    let params = ArenaParams::new(dim, "all-MiniLM-L6-v2").quant(QuantKind::PerVector, 0.0);
+    let (arena, _) = Arena::open(arena_of(path), &params, OpenMode::ReadOnly).unwrap();
+    let reader = arena.reader();
+    let view = reader.view();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    // The arena's kind id: FNV-1a of the kind (src/l2.rs).
+    let kind_id = |k: &str| k.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
+    let mut rows: HashMap<i64, (Vec<u8>, f64, u32, i64)> = HashMap::new();
+    let mut stmt = conn
+        .prepare(
+            "SELECT p.rid, p.embedding, s.confidence, p.kind, p.created_at_ms \
+             FROM patterns p JOIN stats s ON s.id = p.id WHERE p.embedding IS NOT NULL",
+        )
+        .unwrap();
+    let read = |r: &rusqlite::Row<'_>| {
+        Ok((r.get::<_, i64>(0)?, (r.get(1)?, r.get(2)?, kind_id(&r.get::<_, String>(3)?), r.get(4)?)))
+    };
+    for row in stmt.query_map([], read).unwrap() {
+        let (rid, fields) = row.unwrap();
+        rows.insert(rid, fields);
+    }
+    let mut seen = HashSet::new();
+    for chunk in view.chunks() {
+        for i in 0..chunk.count {
+            let m = chunk.meta(i).unwrap();
+            if m.flags & FLAG_DEAD != 0 {
+                continue;
+            }
+            assert!(seen.insert(m.rowid), "two live records of row {}", m.rowid);
+            let (emb, conf, kind, created) =
+                rows.get(&m.rowid).unwrap_or_else(|| panic!("live record of a missing row {}", m.rowid));
+            assert_eq!(
+                (m.kind, m.created_at_ms),
+                (*kind, *created),
+                "row {}: kind and creation time",
+                m.rowid
+            );
+            let d = dim as usize;
+            let original: Vec<u8> =
+                chunk.originals[i * d..(i + 1) * d].iter().flat_map(|v| v.to_le_bytes()).collect();
+            assert_eq!(&original, emb, "row {}: the record holds the row's vector", m.rowid);
+            assert!(
+                (f64::from(m.confidence) - conf).abs() < 1e-6,
+                "row {}: {} vs {conf}",
+                m.rowid,
+                m.confidence
+            );
+        }
+    }
+    assert_eq!(seen.len(), rows.len(), "every pattern with an embedding has a live record");
+    seen.len()
+}
+
+/// Puts that keep or change vectors, kinds and creation times, deletes and outcomes, in
+/// many batches: after each round the arena still mirrors SQLite, records appended only for
+/// changed vectors, kinds or creation times.
+#[test]
+fn the_arena_mirrors_sqlite_through_mixed_updates() {
+    let (_dir, path) = temp_db();
+    let n = 120u64;
+    store_of(n, &path).close().unwrap();
+    assert_eq!(assert_arena_mirrors_sqlite(&path, 8), n as usize);
+    let mut rng = patternbank::workload::Rng::new(7);
+    for round in 0..4u64 {
+        let store = small(&path).open().unwrap();
+        for step in 0..600u64 {
+            let i = rng.below(n);
+            let id = format!("p{i}");
+            match rng.below(10) {
+                0 => {
+                    store.delete(&id).unwrap();
+                }
+                // An outcome for a deleted pattern is a failed write: only for live ones.
+                1..=3 if store.get(&id).unwrap().is_some() => {
+                    store.record_outcome(&id, patternbank::Outcome::Success).unwrap();
+                }
+                1..=3 => {}
+                k => {
+                    let mut p = match store.get(&id).unwrap() {
+                        Some(p) => Pattern::clone(&p),
+                        None => Pattern::new(id.as_str(), "even", b"{}".to_vec()).with_embedding(unit(i, 8)),
+                    };
+                    p.confidence = rng.below(1000) as f64 / 1000.0;
+                    p.data = format!("{{\"r\":{round},\"s\":{step}}}").into_bytes();
+                    match k {
+                        4 => p.embedding = Some(unit(1_000 * (round * 600 + step) + i, 8)),
+                        5 => p.kind = if p.kind == "even" { "odd".into() } else { "even".into() },
+                        6 => p.created_at_ms += 1,
+                        _ => {}
+                    }
+                    store.put(p).unwrap();
+                }
+            }
+            if step % 50 == 49 {
+                store.flush().unwrap();
+            }
+        }
+        store.close().unwrap();
+        assert_arena_mirrors_sqlite(&path, 8);
+    }
 }
 
 /// Each kind of damage ends in a rebuilt arena, said in the metrics, with every pattern
