@@ -19,7 +19,7 @@ pub use crossbeam_utils::CachePadded;
 
 #[cfg(all(loom, feature = "loom"))]
 mod imp {
-    pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+    pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
     /// Loom's cell already has the closure-based API we use.
     pub use loom::cell::UnsafeCell;
@@ -37,7 +37,7 @@ mod imp {
 
 #[cfg(not(all(loom, feature = "loom")))]
 mod imp {
-    pub use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+    pub use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
     /// `std::cell::UnsafeCell` with loom's closure-based API, so code is written once.
     #[derive(Debug)]

@@ -14,15 +14,10 @@
 
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 
 /// Slots a rebuild reads ahead (see `Table::rebuilt`).
 pub(super) const REBUILD_CHUNK: usize = 16;
-
-/// Node metadata bits (`Node::meta`).
-pub(super) const REGION_MASK: u32 = 0b11;
-/// CLOCK's reference bit: set by readers (`Relaxed`), cleared under the lock.
-pub(super) const REFERENCED: u32 = 0b100;
 
 /// Per-entry expiry storage: `()` for caches without TTL (zero bytes), a deadline otherwise.
 pub trait Expiry: Copy + Send + Sync + 'static + sealed::Sealed {
@@ -66,8 +61,8 @@ impl Expiry for Deadline {
     }
 }
 
-/// An entry. `prev`, `next` and the region bits of `meta` belong to the shard's policy and are
-/// touched only under the shard lock (atomics, `Relaxed`, because readers share the node).
+/// An entry. `prev`, `next` and `region` belong to the shard's policy and are touched only
+/// under the shard lock (atomics, `Relaxed`, because readers share the node).
 ///
 /// Aligned to 16 so a slot's pointer has 4 free low bits: they carry 4 bits of the key's hash
 /// (`tag_of`), and a probe derefs only the nodes whose tag matches (1 in 16 of the others).
@@ -78,7 +73,13 @@ pub(super) struct Node<K, V, E> {
     pub value: V,
     /// The high 32 bits of the key's hash: a cheap first comparison and the sketch's input.
     pub hash: u32,
-    pub meta: AtomicU32,
+    /// The policy list the entry is on (`shard::Region`).
+    pub region: AtomicU8,
+    /// CLOCK's reference bit: set by readers, cleared under the lock; plain loads and stores
+    /// (`Relaxed`), no read-modify-write on either side. A reader's set racing the writer's
+    /// clear can be lost, which costs that entry one second chance. It has a byte of its own
+    /// so that the writer's region changes need no read-modify-write either.
+    pub referenced: AtomicBool,
     pub prev: AtomicU32,
     pub next: AtomicU32,
     pub expiry: E,
@@ -90,7 +91,8 @@ impl<K, V, E> Node<K, V, E> {
             key,
             value,
             hash,
-            meta: AtomicU32::new(0),
+            region: AtomicU8::new(0),
+            referenced: AtomicBool::new(false),
             prev: AtomicU32::new(super::shard::NIL),
             next: AtomicU32::new(super::shard::NIL),
             expiry,
@@ -192,19 +194,28 @@ impl<K, V, E> Table<K, V, E> {
     }
 
     /// Replaces the node in `slot` and retires the old one. Writer only.
+    ///
+    /// A load and a store, not a swap: only the writer (holding the shard lock, which orders
+    /// it after earlier writers) stores into slots, so no other store can come between, and
+    /// the locked instruction a swap costs is saved (an insert's largest fixed cost after the
+    /// lock itself). Readers do not write nodes except their `referenced` byte, a hint.
     pub fn replace(&self, slot: u32, node: Owned<Node<K, V, E>>, guard: &Guard) {
         let tag = tag_of(node.hash);
-        let node = node.with_tag(tag);
-        // AcqRel: Release publishes the new node; Acquire orders our later retirement of the
-        // old one after everything that happened to it.
-        let old = self.slots[slot as usize].swap(node, Ordering::AcqRel, guard);
+        // Relaxed: our own earlier store, or one ordered before us by the shard lock.
+        let old = self.slots[slot as usize].load(Ordering::Relaxed, guard);
+        // Release: the new node's fields are written before any reader can reach it.
+        self.slots[slot as usize].store(node.with_tag(tag), Ordering::Release);
         retire(old, guard);
     }
 
-    /// Empties `slot` (leaving a tombstone) and retires its node. Writer only.
+    /// Empties `slot` (leaving a tombstone) and retires its node. Writer only; a load and a
+    /// store, as in `replace`.
     pub fn remove(&self, slot: u32, guard: &Guard) {
-        // AcqRel: as in `replace`.
-        let old = self.slots[slot as usize].swap(Shared::null().with_tag(TOMBSTONE), Ordering::AcqRel, guard);
+        // Relaxed: as in `replace`.
+        let old = self.slots[slot as usize].load(Ordering::Relaxed, guard);
+        // Relaxed: a tombstone publishes no data; a reader that still sees the old node is
+        // pinned, and the node is freed only after it unpins.
+        self.slots[slot as usize].store(Shared::null().with_tag(TOMBSTONE), Ordering::Relaxed);
         retire(old, guard);
     }
 
