@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::sync::{AtomicU64, CachePadded, Mutex, Ordering};
 
 pub(crate) const STRIPES: usize = 16;
+const _: () = assert!(STRIPES.is_power_of_two());
 
 /// The stripe of threads beyond the first `STRIPES - 1`, which share it.
 const SHARED_STRIPE: usize = STRIPES - 1;
@@ -45,6 +46,8 @@ impl StripeClaim {
 
 impl Drop for StripeClaim {
     fn drop(&mut self) {
+        // The thread's later counts (other thread-locals' destructors) go to the shared stripe.
+        STRIPE_CACHE.with(|c| c.set(SHARED_STRIPE));
         if self.0 != SHARED_STRIPE {
             // The pool's lock orders this thread's last writes to the stripe before the next
             // owner's first.
@@ -53,22 +56,50 @@ impl Drop for StripeClaim {
     }
 }
 
+/// `STRIPE_CACHE` before the thread's first `stripe()`.
+const UNCLAIMED: usize = usize::MAX;
+
+thread_local! {
+    /// The thread's claim, given back by its destructor when the thread ends.
+    static STRIPE_CLAIM: StripeClaim = StripeClaim::claim();
+    /// The claimed stripe, read on every count: a constant-initialized cell with no
+    /// destructor is one load from thread-local storage, without the lazy-initialization and
+    /// teardown checks that reading `STRIPE_CLAIM` costs.
+    static STRIPE_CACHE: std::cell::Cell<usize> = const { std::cell::Cell::new(UNCLAIMED) };
+}
+
 /// The stripe of the calling thread: its own while fewer than `STRIPES - 1` threads hold
 /// one, else the shared last one (also during the thread's teardown).
 #[inline]
 pub(crate) fn stripe() -> usize {
-    thread_local! { static STRIPE: StripeClaim = StripeClaim::claim(); }
-    STRIPE.try_with(|s| s.0).unwrap_or(SHARED_STRIPE)
+    let cached = STRIPE_CACHE.with(std::cell::Cell::get);
+    if cached != UNCLAIMED {
+        return cached;
+    }
+    claim_stripe()
+}
+
+/// The first `stripe()` of a thread: claims one and caches it.
+#[cold]
+fn claim_stripe() -> usize {
+    match STRIPE_CLAIM.try_with(|c| c.0) {
+        Ok(s) => {
+            STRIPE_CACHE.with(|c| c.set(s));
+            s
+        }
+        // The claim is already destroyed (thread teardown): the shared stripe, uncached.
+        Err(_) => SHARED_STRIPE,
+    }
 }
 
 /// A counter that threads bump without sharing a cache line.
 pub(crate) struct Counter {
-    cells: Box<[CachePadded<AtomicU64>]>,
+    cells: Box<[CachePadded<AtomicU64>; STRIPES]>,
 }
 
 impl Default for Counter {
     fn default() -> Self {
-        Self { cells: (0..STRIPES).map(|_| CachePadded::new(AtomicU64::new(0))).collect() }
+        Self { cells: Box::new(std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0)))) }
     }
 }
 
@@ -76,7 +107,8 @@ impl Counter {
     #[inline]
     pub fn add(&self, n: u64) {
         let s = stripe();
-        let cell = &self.cells[s];
+        // A power of two: the mask proves the index in bounds, so no check is compiled in.
+        let cell = &self.cells[s & (STRIPES - 1)];
         // Relaxed: a statistic; no data is published through it.
         if EXCLUSIVE_STRIPES && s != SHARED_STRIPE {
             // Only this thread writes its stripe: a load and a store, exact without the

@@ -517,11 +517,16 @@ where
         self.writer.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies buffered accesses to the policy, stripe by stripe, in order.
+    /// Applies buffered accesses to the policy, stripe by stripe, in order (`Lru`, `Lfu`;
+    /// nothing for the others, decided inline so that their writes pay no call).
+    #[inline]
     fn drain(&self, st: &mut State, guard: &Guard, weigher: Weigher<'_, K, V>) {
-        if !self.buffered {
-            return;
+        if self.buffered {
+            self.drain_buffered(st, guard, weigher);
         }
+    }
+
+    fn drain_buffered(&self, st: &mut State, guard: &Guard, weigher: Weigher<'_, K, V>) {
         let mut locked = self.locked(st, guard, weigher);
         for stripe in self.stripes.iter() {
             // Acquire: pairs with the readers' Release of `tail`.
@@ -838,7 +843,10 @@ where
         let list = &mut self.st.lists[self.region(slot) as usize];
         list.weight = list.weight - old_weight + new_weight;
         self.table.replace(slot, fresh, self.guard);
-        self.enforce_bounds();
+        // No heavier: every bound that held still holds (the entry count is the same).
+        if new_weight > old_weight {
+            self.enforce_bounds();
+        }
         true
     }
 

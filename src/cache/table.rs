@@ -138,30 +138,35 @@ impl<K, V, E> Table<K, V, E> {
     }
 
     /// Finds the node of `key`. Any thread, pinned by `guard`.
+    #[inline]
     pub fn find<'g, Q>(&self, hash: u32, key: &Q, guard: &'g Guard) -> Option<(u32, &'g Node<K, V, E>)>
     where
         K: std::borrow::Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let n = self.slots.len();
         let tag = tag_of(hash);
-        let mut i = self.home(hash);
-        for _ in 0..n {
-            // Acquire: pairs with the Release store that published the node, so its fields
-            // are visible whole.
-            let p = self.slots[i].load(Ordering::Acquire, guard);
-            if p.is_null() {
-                if p.tag() != TOMBSTONE {
-                    return None;
-                }
-            } else if p.tag() == tag {
-                if let Some(node) = node_ref(p) {
-                    if node.hash == hash && node.key.borrow() == key {
-                        return Some((i as u32, node));
+        let home = self.home(hash);
+        // From the home slot to the end, then round from the start: two plain slice walks,
+        // with no bounds check, wrap-around test or counter in the loop (they were 8 % of an
+        // L1 `get`'s instructions in the 90/10 mix, measured with cachegrind).
+        let (before_home, from_home) = self.slots.split_at(home);
+        for (part, first) in [(from_home, home), (before_home, 0)] {
+            for (offset, slot) in part.iter().enumerate() {
+                // Acquire: pairs with the Release store that published the node, so its
+                // fields are visible whole.
+                let p = slot.load(Ordering::Acquire, guard);
+                if p.is_null() {
+                    if p.tag() != TOMBSTONE {
+                        return None;
+                    }
+                } else if p.tag() == tag {
+                    if let Some(node) = node_ref(p) {
+                        if node.hash == hash && node.key.borrow() == key {
+                            return Some(((first + offset) as u32, node));
+                        }
                     }
                 }
             }
-            i = if i + 1 == n { 0 } else { i + 1 };
         }
         None
     }
