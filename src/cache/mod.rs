@@ -62,7 +62,8 @@ pub enum Policy {
     Clock,
 }
 
-type Weigher<K, V> = Box<dyn Fn(&K, &V) -> u64 + Send + Sync>;
+/// `None`: every entry weighs 1 (`Cache::new`), with no call to make for it.
+type Weigher<K, V> = Option<Box<dyn Fn(&K, &V) -> u64 + Send + Sync>>;
 
 /// A concurrent cache bounded by entries and by total weight. `E` is the per-entry expiry:
 /// `()` (none, the default) or [`Deadline`] for an [`ExpiringCache`].
@@ -115,7 +116,7 @@ where
 {
     /// A cache of at most `capacity_entries` entries (each of weight 1).
     pub fn new(capacity_entries: usize, policy: Policy) -> Self {
-        Self::build(capacity_entries, capacity_entries as u64, policy, Box::new(|_, _| 1), None)
+        Self::build(capacity_entries, capacity_entries as u64, policy, None, None)
     }
 
     /// A cache bounded by entries and by the total `weigher` weight.
@@ -129,7 +130,7 @@ where
         policy: Policy,
         weigher: impl Fn(&K, &V) -> u64 + Send + Sync + 'static,
     ) -> Self {
-        Self::build(capacity_entries, capacity_weight, policy, Box::new(weigher), None)
+        Self::build(capacity_entries, capacity_weight, policy, Some(Box::new(weigher)), None)
     }
 }
 
@@ -141,7 +142,7 @@ where
     /// A cache of at most `capacity_entries` entries that each live `ttl` after their insert
     /// (unless inserted with [`insert_with_ttl`](Self::insert_with_ttl)).
     pub fn with_ttl(capacity_entries: usize, policy: Policy, ttl: Duration) -> Self {
-        Self::build(capacity_entries, capacity_entries as u64, policy, Box::new(|_, _| 1), Some(ttl))
+        Self::build(capacity_entries, capacity_entries as u64, policy, None, Some(ttl))
     }
 
     /// [`with_weigher`](Cache::with_weigher) with a time to live; `None`: entries live until
@@ -153,7 +154,7 @@ where
         weigher: impl Fn(&K, &V) -> u64 + Send + Sync + 'static,
         ttl: Option<Duration>,
     ) -> Self {
-        Self::build(capacity_entries, capacity_weight, policy, Box::new(weigher), ttl)
+        Self::build(capacity_entries, capacity_weight, policy, Some(Box::new(weigher)), ttl)
     }
 
     /// Inserts or replaces an entry that expires `ttl` from now, whatever the cache's TTL.
@@ -223,7 +224,7 @@ where
     {
         let (shard, hash) = self.locate(key);
         let now = if E::EXPIRES { self.now_ns() } else { 0 };
-        let found = shard.find(key, hash, guard, |e: E| now >= e.deadline_ns(), &*self.weigher);
+        let found = shard.find(key, hash, guard, |e: E| now >= e.deadline_ns(), self.weigher.as_deref());
         match found {
             Some(_) => self.hits.incr(),
             None => self.misses.incr(),
@@ -271,7 +272,7 @@ where
             }
         }
         let node = Shard::new_node(key, value, hash, expiry);
-        shard.with_lock(&guard, &*self.weigher, |locked| match locked.find(&node.key, hash) {
+        shard.with_lock(&guard, self.weigher.as_deref(), |locked| match locked.find(&node.key, hash) {
             Some((_, old)) if only_if_absent && !self.expired(old.expiry) => false,
             Some((slot, _)) => locked.replace(slot, node),
             None => locked.insert_new(node),
@@ -300,7 +301,7 @@ where
     {
         let guard = crossbeam_epoch::pin();
         let (shard, hash) = self.locate(key);
-        shard.with_lock(&guard, &*self.weigher, |locked| {
+        shard.with_lock(&guard, self.weigher.as_deref(), |locked| {
             let Some((slot, node)) = locked.find(key, hash) else { return false };
             if self.expired(node.expiry) {
                 return false;
@@ -318,7 +319,7 @@ where
     {
         let guard = crossbeam_epoch::pin();
         let (shard, hash) = self.locate(key);
-        shard.with_lock(&guard, &*self.weigher, |locked| match locked.find(key, hash) {
+        shard.with_lock(&guard, self.weigher.as_deref(), |locked| match locked.find(key, hash) {
             Some((slot, node)) if pred(&node.value) => {
                 locked.remove_slot(slot);
                 true
@@ -336,7 +337,7 @@ where
     {
         let guard = crossbeam_epoch::pin();
         let (shard, hash) = self.locate(key);
-        shard.with_lock(&guard, &*self.weigher, |locked| {
+        shard.with_lock(&guard, self.weigher.as_deref(), |locked| {
             let (slot, node) = locked.find(key, hash)?;
             let value = (!self.expired(node.expiry)).then(|| node.value.clone());
             locked.remove_slot(slot);

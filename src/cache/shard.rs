@@ -267,7 +267,14 @@ struct State {
     used: usize,
 }
 
-type Weigher<'a, K, V> = &'a (dyn Fn(&K, &V) -> u64 + Send + Sync);
+/// The cache's weigher; `None`: unit weights.
+type Weigher<'a, K, V> = Option<&'a (dyn Fn(&K, &V) -> u64 + Send + Sync)>;
+
+/// An entry's weight under `weigher`.
+#[inline]
+fn weigh<K, V>(weigher: Weigher<'_, K, V>, key: &K, value: &V) -> u64 {
+    weigher.map_or(1, |w| w(key, value))
+}
 
 struct WriterSide {
     state: ShardMutex<State>,
@@ -652,7 +659,7 @@ where
     }
 
     fn weight_of(&self, node: &Node<K, V, E>) -> u64 {
-        (self.weigher)(&node.key, &node.value)
+        weigh(self.weigher, &node.key, &node.value)
     }
 
     fn region(&self, slot: u32) -> Region {
@@ -828,7 +835,7 @@ where
     pub fn replace(&mut self, slot: u32, fresh: Owned<Node<K, V, E>>) -> bool {
         let old = self.node(slot);
         debug_assert_eq!(old.hash, fresh.hash);
-        let new_weight = (self.weigher)(&fresh.key, &fresh.value);
+        let new_weight = weigh(self.weigher, &fresh.key, &fresh.value);
         if new_weight > self.st.capacity_weight {
             self.remove_slot(slot);
             return false;
@@ -839,7 +846,8 @@ where
         fresh.region.store(old.region.load(Ordering::Relaxed), Ordering::Relaxed);
         fresh.referenced.store(old.referenced.load(Ordering::Relaxed), Ordering::Relaxed);
         let old_weight = self.weight_of(old);
-        let list = &mut self.st.lists[self.region(slot) as usize];
+        // Relaxed: the region changes only under this lock.
+        let list = &mut self.st.lists[Region::of(old.region.load(Ordering::Relaxed)) as usize];
         list.weight = list.weight - old_weight + new_weight;
         self.table.replace(slot, fresh, self.guard);
         // No heavier: every bound that held still holds (the entry count is the same).
@@ -852,7 +860,7 @@ where
     /// Inserts the node of a key known to be absent. Returns false (caching nothing) if its
     /// weight alone exceeds the shard.
     pub fn insert_new(&mut self, node: Owned<Node<K, V, E>>) -> bool {
-        let weight = (self.weigher)(&node.key, &node.value);
+        let weight = weigh(self.weigher, &node.key, &node.value);
         let hash = node.hash;
         if weight > self.st.capacity_weight || self.st.capacity_entries == 0 {
             return false;
