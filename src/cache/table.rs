@@ -202,8 +202,8 @@ impl<K, V, E> Table<K, V, E> {
     ///
     /// A load and a store, not a swap: only the writer (holding the shard lock, which orders
     /// it after earlier writers) stores into slots, so no other store can come between, and
-    /// the locked instruction a swap costs is saved (an insert's largest fixed cost after the
-    /// lock itself). Readers do not write nodes except their `referenced` byte, a hint.
+    /// the locked instruction of a swap is not needed. Readers write nothing in a node but
+    /// its `referenced` byte, a hint.
     pub fn replace(&self, slot: u32, node: Owned<Node<K, V, E>>, guard: &Guard) {
         let tag = tag_of(node.hash);
         // Relaxed: our own earlier store, or one ordered before us by the shard lock.
