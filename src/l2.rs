@@ -346,12 +346,14 @@ impl L2Writer {
                 return self.set_stats(slot, p.confidence, p.last_used_ms);
             }
         }
-        let old = live.and_then(|_| self.slot_of_id.as_mut().and_then(|m| m.remove(p.id.as_str())));
-        if let Some(slot) = old {
+        if let Some(slot) = live {
+            if let Some(m) = self.slot_of_id.as_mut() {
+                m.remove(p.id.as_str());
+            }
             self.arena.set_flags(slot, FLAG_DEAD).map_err(|e| arena_error("arena", e))?;
         }
         let Some(embedding) = p.embedding.as_deref() else {
-            self.dirty |= old.is_some();
+            self.dirty |= live.is_some();
             return Ok(());
         };
         let slot = self.append(rowid, p, embedding)?;
