@@ -597,6 +597,89 @@ mod tests {
         }
     }
 
+    /// Every operation, checked against a model of the last value written to each key, on
+    /// every policy, unweighted and weighted, at tiny and small capacities. The model can't
+    /// know what was evicted, but it knows what a present key must hold, what a removed key
+    /// must not, and what each call must return given whether its key was present just
+    /// before; and the keys `get` finds must be `len()` many, weighing `weight()` together.
+    #[test]
+    fn every_operation_agrees_with_a_model() {
+        use std::collections::HashMap;
+        const KEYS: u64 = 300;
+        let weight_of = |_: &u64, v: &u64| 1 + v % 7;
+        for policy in POLICIES {
+            for (capacity, weighted) in [(0, false), (1, false), (5, true), (40, false), (40, true)] {
+                let c = if weighted {
+                    Cache::with_weigher(capacity, capacity as u64 * 3, policy, weight_of)
+                } else {
+                    Cache::new(capacity, policy)
+                };
+                // `Some(v)`: the last value written; `None`: removed since (must be absent).
+                let mut model: HashMap<u64, Option<u64>> = HashMap::new();
+                let mut rng = Rng::new(capacity as u64 * 31 + weighted as u64);
+                let zipf = Zipf::new(KEYS as usize, 0.9);
+                let ctx = |op: u64| format!("{policy:?}, capacity {capacity}, weighted {weighted}, op {op}");
+                for op in 0..20_000u64 {
+                    let k = zipf.sample(&mut rng) as u64;
+                    // Single-threaded: nothing changes the cache between this read and the
+                    // call below, so this is what the call sees.
+                    let before = c.get(&k);
+                    match (before, model.get(&k)) {
+                        (Some(v), Some(Some(want))) => assert_eq!(v, *want, "{}", ctx(op)),
+                        (Some(v), other) => {
+                            panic!("{}: found {v} for a key the model has as {other:?}", ctx(op))
+                        }
+                        (None, _) => {}
+                    }
+                    let present = before.is_some();
+                    let cached = capacity > 0;
+                    match rng.below(8) {
+                        0..=2 => {
+                            assert_eq!(c.insert(k, op), cached, "{}", ctx(op));
+                            model.insert(k, Some(op));
+                        }
+                        3 => {
+                            assert_eq!(c.insert_if_absent(k, op), !present && cached, "{}", ctx(op));
+                            if !present {
+                                model.insert(k, Some(op));
+                            }
+                        }
+                        4 => {
+                            assert_eq!(c.update(&k, |v| Some(v + 1)), present, "{}", ctx(op));
+                            if let Some(v) = before {
+                                model.insert(k, Some(v + 1));
+                            }
+                        }
+                        5 => {
+                            assert_eq!(c.remove(&k), before, "{}", ctx(op));
+                            model.insert(k, None);
+                        }
+                        6 => {
+                            let removed = c.remove_if(&k, |v| v % 2 == 0);
+                            assert_eq!(removed, before.is_some_and(|v| v % 2 == 0), "{}", ctx(op));
+                            if removed {
+                                model.insert(k, None);
+                            }
+                        }
+                        _ => assert_eq!(c.get_with(&k, |v| *v), before, "{}", ctx(op)),
+                    }
+                    if op % 101 == 0 {
+                        let held: Vec<(u64, u64)> =
+                            (0..KEYS).filter_map(|k| c.get(&k).map(|v| (k, v))).collect();
+                        assert_eq!(held.len(), c.len(), "{}", ctx(op));
+                        assert!(c.len() <= capacity, "{}", ctx(op));
+                        if weighted {
+                            let weight: u64 = held.iter().map(|(k, v)| weight_of(k, v)).sum();
+                            assert_eq!(weight, c.weight(), "{}", ctx(op));
+                            assert!(c.weight() <= c.capacity_weight(), "{}", ctx(op));
+                        }
+                    }
+                }
+                assert_eq!(c.evictions() > 0, capacity > 0, "{policy:?}, capacity {capacity}");
+            }
+        }
+    }
+
     #[test]
     fn expired_entries_are_never_returned() {
         let c = ExpiringCache::with_ttl(100, Policy::Adaptive, Duration::from_millis(60));
