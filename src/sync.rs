@@ -33,6 +33,16 @@ mod imp {
     /// The L1's shard locks, which the loom suite exercises (a blocked `std` lock would
     /// stall loom's scheduler).
     pub use loom::sync::{Mutex as ShardMutex, MutexGuard as ShardMutexGuard};
+
+    /// Locks a shard: the guard, and whether a thread panicked holding it. A panic aborts a
+    /// loom model, so under loom the lock is never found poisoned.
+    #[inline]
+    pub fn lock_shard<T>(m: &ShardMutex<T>) -> (ShardMutexGuard<'_, T>, bool) {
+        match m.lock() {
+            Ok(guard) => (guard, false),
+            Err(poisoned) => (poisoned.into_inner(), true),
+        }
+    }
 }
 
 #[cfg(not(all(loom, feature = "loom")))]
@@ -71,6 +81,19 @@ mod imp {
 
     /// The L1's shard locks (modelled by loom in the loom build).
     pub use std::sync::{Mutex as ShardMutex, MutexGuard as ShardMutexGuard};
+
+    /// Locks a shard: the guard, and whether a thread panicked holding it since the last
+    /// lock. The poison is cleared: the caller repairs what the lock guards.
+    #[inline]
+    pub fn lock_shard<T>(m: &ShardMutex<T>) -> (ShardMutexGuard<'_, T>, bool) {
+        match m.lock() {
+            Ok(guard) => (guard, false),
+            Err(poisoned) => {
+                m.clear_poison();
+                (poisoned.into_inner(), true)
+            }
+        }
+    }
 }
 
 pub use imp::*;

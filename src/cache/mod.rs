@@ -92,10 +92,12 @@ const HASHER: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed
 
 /// The entries a cache of these bounds is expected to hold: its entry bound when that binds
 /// first (a unit-weight cache), else entries of about 1 KiB (a weight-bounded cache such as
-/// the Store's, in bytes). Sizes the shards, the sketch and the ghosts.
+/// the Store's, in bytes). Sizes the shards, the sketch and the ghosts; at most 2^24, so an
+/// unbounded capacity (`usize::MAX`) sizes them for 16 M entries rather than failing to
+/// allocate them.
 pub(crate) fn expected_entries(capacity_entries: usize, capacity_weight: u64) -> usize {
     if capacity_entries as u64 <= capacity_weight {
-        capacity_entries
+        capacity_entries.min(1 << 24)
     } else {
         (capacity_weight / 1024).min(1 << 24) as usize
     }
@@ -280,7 +282,13 @@ where
     }
 
     /// Inserts or replaces. Returns false (and caches nothing) if the value alone is heavier
-    /// than a shard's share of the capacity.
+    /// than a shard's share of the capacity, or the bound is 0. True means the entry was
+    /// offered to the policy: a frequency policy's admission may still evict a new key at
+    /// once, in favour of the entries it would have displaced.
+    ///
+    /// The weigher and the key's `Hash` and `Eq` run under the shard's lock; if one panics,
+    /// the panic reaches the caller and the shard is emptied at its next write (a cache may
+    /// drop what it holds; a half-done write would leave its lists broken).
     pub fn insert(&self, key: K, value: V) -> bool {
         let expiry = E::new(self.deadline_after(self.ttl));
         self.insert_entry(key, value, expiry, false)
@@ -294,6 +302,9 @@ where
 
     /// Replaces the value of a present, unexpired `key` with `f(&old)` when `f` returns
     /// `Some`, keeping its place in the policy and its deadline; returns whether it replaced.
+    /// A new value heavier than a shard's share removes the entry (and returns false).
+    ///
+    /// `f` runs under the shard's lock: it must not call this cache (a deadlock).
     pub fn update<Q>(&self, key: &Q, f: impl FnOnce(&V) -> Option<V>) -> bool
     where
         K: Borrow<Q>,
@@ -311,7 +322,8 @@ where
         })
     }
 
-    /// Removes `key` when `pred(&value)` holds; returns whether it removed.
+    /// Removes `key` when `pred(&value)` holds; returns whether it removed. `pred` runs under
+    /// the shard's lock: it must not call this cache (a deadlock).
     pub fn remove_if<Q>(&self, key: &Q, pred: impl FnOnce(&V) -> bool) -> bool
     where
         K: Borrow<Q>,
@@ -678,6 +690,113 @@ mod tests {
                 assert_eq!(c.evictions() > 0, capacity > 0, "{policy:?}, capacity {capacity}");
             }
         }
+    }
+
+    /// Bounds at the ends of their ranges: nothing allocated for an unbounded entry count,
+    /// no overflow near `u64::MAX` weights, nothing cached (and no panic) at weight 0.
+    #[test]
+    fn extreme_bounds_neither_panic_nor_overflow() {
+        for policy in POLICIES {
+            let c = Cache::new(usize::MAX, policy);
+            for k in 0..1000u64 {
+                assert!(c.insert(k, k));
+            }
+            assert_eq!((c.len(), c.get(&7)), (1000, Some(7)), "{policy:?}");
+
+            let c = Cache::with_weigher(1, 0, policy, |_: &u64, _: &u64| 0);
+            for k in [1, 2, 1, 3, 1] {
+                assert!(!c.insert(k, k), "{policy:?}: a zero weight bound caches nothing");
+            }
+            assert_eq!((c.len(), c.get(&1)), (0, None));
+
+            // One shard bounded by `u64::MAX`, entries of 2^60..2^62: a handful fit, and the
+            // sums the policy compares would pass 2^64.
+            let weigh = |_: &u64, v: &u64| (1 << 60) + (v % 4) * (1 << 60);
+            let c = Cache::with_weigher(1000, u64::MAX, policy, weigh);
+            let mut rng = Rng::new(5);
+            for op in 0..5000u64 {
+                let k = rng.below(64);
+                if op % 2 == 0 || c.get(&k).is_none() {
+                    assert!(c.insert(k, op));
+                }
+                let held: Vec<(u64, u64)> = (0..64).filter_map(|k| c.get(&k).map(|v| (k, v))).collect();
+                let weight: u128 = held.iter().map(|(k, v)| weigh(k, v) as u128).sum();
+                assert!(
+                    weight <= u64::MAX as u128,
+                    "{policy:?}, op {op}: {} entries weigh {weight}",
+                    held.len()
+                );
+                assert_eq!((held.len(), weight as u64), (c.len(), c.weight()), "{policy:?}, op {op}");
+            }
+            assert!(c.evictions() > 0);
+        }
+    }
+
+    /// A weigher that panics midway through a write (against its contract) leaves the shard
+    /// half-changed; the next write finds the lock poisoned and starts the shard over empty,
+    /// so the cache goes on agreeing with itself instead of panicking on a broken list.
+    #[test]
+    fn a_panic_under_the_lock_leaves_a_working_cache() {
+        use std::panic::{catch_unwind, AssertUnwindSafe};
+        let calls = std::sync::Arc::new(crate::sync::AtomicU64::new(0));
+        let counted = std::sync::Arc::clone(&calls);
+        // Panics on every 97th call during the test's writes (`Lru` and `Lfu` reads weigh
+        // too, when they apply buffered accesses): on the new entry (before anything
+        // changed) or on one leaving (with the lists half-moved).
+        let weigh = move |_: &u64, v: &u64| {
+            // Relaxed: a count, and a switch set and read by this thread.
+            if counted.load(Ordering::Relaxed) & 1 == 1
+                && counted.fetch_add(2, Ordering::Relaxed) % 194 == 193
+            {
+                panic!("weigher failure (the test's)");
+            }
+            1 + v % 3
+        };
+        let hook = std::sync::Arc::new(std::panic::take_hook());
+        let inner = std::sync::Arc::clone(&hook);
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>().is_none_or(|m| !m.contains("the test's")) {
+                inner(info);
+            }
+        }));
+        for policy in POLICIES {
+            let c = Cache::with_weigher(32, 40, policy, weigh.clone());
+            let mut rng = Rng::new(9);
+            let mut panics = 0;
+            for op in 0..5000u64 {
+                let k = rng.below(200);
+                // Relaxed: as in `weigh`. The low bit arms the weigher.
+                calls.fetch_or(1, Ordering::Relaxed);
+                let r = catch_unwind(AssertUnwindSafe(|| match op % 4 {
+                    0 => {
+                        c.remove(&k);
+                    }
+                    _ => {
+                        c.insert(k, op);
+                    }
+                }));
+                calls.fetch_and(!1, Ordering::Relaxed);
+                let held: Vec<(u64, u64)> = (0..200).filter_map(|k| c.get(&k).map(|v| (k, v))).collect();
+                assert!(held.len() <= 32, "{policy:?}, op {op}: the table never holds more");
+                if r.is_err() {
+                    // `len()` and `weight()` are published when a write ends; the next one
+                    // (which starts the shard over) publishes them again.
+                    panics += 1;
+                    continue;
+                }
+                assert_eq!(held.len(), c.len(), "{policy:?}, op {op}");
+                let weight: u64 = held.iter().map(|(_, v)| 1 + v % 3).sum();
+                assert_eq!(weight, c.weight(), "{policy:?}, op {op}");
+                assert!(c.len() <= 32 && c.weight() <= 40, "{policy:?}, op {op}");
+            }
+            assert!(panics > 10, "{policy:?}: the weigher panicked {panics} times");
+            // After the last panic, the cache still fills and serves.
+            for k in 0..8 {
+                c.insert(1000 + k, k);
+            }
+            assert!((0..8).any(|k| c.get(&(1000 + k)) == Some(k)), "{policy:?}");
+        }
+        std::panic::set_hook(Box::new(move |info| hook(info)));
     }
 
     #[test]

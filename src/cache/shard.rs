@@ -81,7 +81,9 @@ struct List {
     head: u32,
     /// Least recently used.
     tail: u32,
-    weight: u64,
+    /// In 128 bits: with a weight bound near `u64::MAX`, the sums the policy compares (and a
+    /// list's own weight, for a moment, with a new entry in) can pass 2^64.
+    weight: u128,
     len: u64,
 }
 
@@ -330,7 +332,9 @@ where
         shards: usize,
         hasher: foldhash::fast::FixedState,
     ) -> Self {
-        let expected = super::expected_entries(capacity_entries, capacity_weight).max(16);
+        // The cache's 2^24 bound on expected entries (see `expected_entries`), shared out.
+        let expected =
+            super::expected_entries(capacity_entries, capacity_weight).min((1 << 24) / shards.max(1)).max(16);
         let (window_max, sketch, ghosts) = match policy {
             Policy::Lru | Policy::Clock => (capacity_weight, None, None),
             Policy::Lfu => ((capacity_weight / 100).max(1), Some(Sketch::new(expected)), None),
@@ -519,8 +523,37 @@ where
         }
     }
 
-    fn lock(&self) -> ShardMutexGuard<'_, State> {
-        self.writer.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// The shard's policy state, locked; started over if a write panicked holding it.
+    #[inline]
+    fn lock(&self, guard: &Guard) -> ShardMutexGuard<'_, State> {
+        let (mut st, poisoned) = crate::sync::lock_shard(&self.writer.state);
+        if poisoned {
+            self.start_over(&mut st, guard);
+        }
+        st
+    }
+
+    /// Empties the shard after a panic under its lock. A write calls user code midway (the
+    /// weigher, the key's `Hash` and `Eq`, a value's `Drop`); a panic there can leave the
+    /// lists, the counts and the table disagreeing, and a cache may always drop what it
+    /// holds, so it starts over rather than work on a broken state. The table held each live
+    /// node exactly once (slots change by single stores), so retiring them all is sound; a
+    /// node that was linked but not yet published is leaked.
+    #[cold]
+    fn start_over(&self, st: &mut State, guard: &Guard) {
+        let old = self.table.load(Ordering::Acquire, guard);
+        // Release: readers that load the fresh table see it whole.
+        self.table.store(Owned::new(Table::with_len(16)), Ordering::Release);
+        // SAFETY: see `table_ref`; unreachable for new readers from here on.
+        unsafe { table_ref(old) }.retire_nodes(guard);
+        // SAFETY: as in `rebuild`: pinned readers keep the old table alive until they unpin.
+        unsafe { guard.defer_destroy(old) };
+        st.lists = [List::EMPTY; 3];
+        st.live = 0;
+        st.used = 0;
+        // Relaxed: as in `with_lock`.
+        self.writer.len.store(0, Ordering::Relaxed);
+        self.writer.weight.store(0, Ordering::Relaxed);
     }
 
     /// Applies buffered accesses to the policy, stripe by stripe, in order (`Lru`, `Lfu`;
@@ -538,6 +571,13 @@ where
             // Acquire: pairs with the readers' Release of `tail`.
             let tail = stripe.tail.load(Ordering::Acquire);
             let mut head = stripe.head.load(Ordering::Relaxed);
+            if tail.wrapping_sub(head) as usize > STRIPE_EVENTS {
+                // Readers sharing a stripe (past `STRIPES` threads) append with a load and a
+                // store, so a slow one can store a tail older than a drain that has already
+                // passed it: `tail` then lies behind `head`. Those events are lost (hints);
+                // skip to the tail rather than replay 2^32 stale slots under the lock.
+                head = tail;
+            }
             while head != tail {
                 // Relaxed: ordered by the Acquire on `tail`.
                 let i = head as usize % STRIPE_EVENTS;
@@ -585,12 +625,12 @@ where
         weigher: Weigher<'_, K, V>,
         f: impl FnOnce(&mut Locked<'_, '_, K, V, E>) -> R,
     ) -> R {
-        let mut st = self.lock();
+        let mut st = self.lock(guard);
         self.drain(&mut st, guard, weigher);
         let mut locked = self.locked(&mut st, guard, weigher);
         let r = f(&mut locked);
         let evicted = locked.evicted;
-        let weight: u64 = st.lists.iter().map(|l| l.weight).sum();
+        let weight = st.lists.iter().map(|l| l.weight).sum::<u128>().min(u64::MAX as u128) as u64;
         // Relaxed: snapshots for `len()`/`weight()`; the lock orders the writers.
         self.writer.len.store(st.live, Ordering::Relaxed);
         self.writer.weight.store(weight, Ordering::Relaxed);
@@ -684,7 +724,9 @@ where
         let region = self.region(slot);
         self.detach(slot, region);
         let list = &mut self.st.lists[region as usize];
-        list.weight -= weight;
+        // Saturating: a weigher that answers differently now than when the entry came in
+        // (against its contract) skews the count, and must not wrap it round.
+        list.weight = list.weight.saturating_sub(weight as u128);
         list.len -= 1;
     }
 
@@ -748,7 +790,7 @@ where
         self.set_region(slot, region);
         let weight = self.weight_of(self.node(slot));
         let list = &mut self.st.lists[region as usize];
-        list.weight += weight;
+        list.weight += weight as u128;
         list.len += 1;
     }
 
@@ -776,18 +818,19 @@ where
     }
 
     fn main_max(&self) -> u64 {
-        self.st.capacity_weight - self.st.window_max
+        self.st.capacity_weight.saturating_sub(self.st.window_max)
     }
 
     fn protected_max(&self) -> u64 {
-        self.main_max() * 4 / 5
+        // In 128 bits: a weight bound near `u64::MAX` must not overflow.
+        (self.main_max() as u128 * 4 / 5) as u64
     }
 
-    fn main_weight(&self) -> u64 {
+    fn main_weight(&self) -> u128 {
         self.st.lists[Region::Probation as usize].weight + self.st.lists[Region::Protected as usize].weight
     }
 
-    fn total_weight(&self) -> u64 {
+    fn total_weight(&self) -> u128 {
         self.st.lists.iter().map(|l| l.weight).sum()
     }
 
@@ -848,7 +891,7 @@ where
         let old_weight = self.weight_of(old);
         // Relaxed: the region changes only under this lock.
         let list = &mut self.st.lists[Region::of(old.region.load(Ordering::Relaxed)) as usize];
-        list.weight = list.weight - old_weight + new_weight;
+        list.weight = list.weight.saturating_sub(old_weight as u128) + new_weight as u128;
         self.table.replace(slot, fresh, self.guard);
         // No heavier: every bound that held still holds (the entry count is the same).
         if new_weight > old_weight {
@@ -862,7 +905,7 @@ where
     pub fn insert_new(&mut self, node: Owned<Node<K, V, E>>) -> bool {
         let weight = weigh(self.weigher, &node.key, &node.value);
         let hash = node.hash;
-        if weight > self.st.capacity_weight || self.st.capacity_entries == 0 {
+        if weight > self.st.capacity_weight || self.st.capacity_entries == 0 || self.st.capacity_weight == 0 {
             return false;
         }
         if self.st.used + 1 > self.table.len() * 4 / 5 {
@@ -979,7 +1022,7 @@ where
     /// Keeps protected within its share by demoting its LRU entries to probation.
     fn demote_protected_overflow(&mut self) {
         let max = self.protected_max();
-        while self.st.lists[Region::Protected as usize].weight > max {
+        while self.st.lists[Region::Protected as usize].weight > max as u128 {
             let tail = self.st.lists[Region::Protected as usize].tail;
             if tail == NIL {
                 break;
@@ -1021,7 +1064,7 @@ where
     /// Moves window overflow into the main space through the admission filter, then
     /// evicts until the weight and entry bounds hold.
     fn enforce_bounds(&mut self) {
-        while self.st.lists[Region::Window as usize].weight > self.st.window_max {
+        while self.st.lists[Region::Window as usize].weight > self.st.window_max as u128 {
             let candidate = self.st.lists[Region::Window as usize].tail;
             if candidate == NIL {
                 break;
@@ -1032,7 +1075,7 @@ where
                 continue;
             }
             let weight = self.weight_of(self.node(candidate));
-            if self.main_weight() + weight <= self.main_max() {
+            if self.main_weight() + weight as u128 <= self.main_max() as u128 {
                 self.move_to(candidate, Region::Probation);
                 continue;
             }
@@ -1040,7 +1083,7 @@ where
             // displaces.
             let candidate_freq = self.frequency(candidate);
             let mut admitted = true;
-            while self.main_weight() + weight > self.main_max() {
+            while self.main_weight() + weight as u128 > self.main_max() as u128 {
                 let victim = self.main_victim();
                 if victim == NIL {
                     break;
@@ -1052,14 +1095,15 @@ where
                     break;
                 }
             }
-            if admitted && self.main_weight() + weight <= self.main_max() {
+            if admitted && self.main_weight() + weight as u128 <= self.main_max() as u128 {
                 self.move_to(candidate, Region::Probation);
             } else {
                 self.evict(candidate);
             }
         }
         // The hard bounds, whatever the regions hold.
-        while self.total_weight() > self.st.capacity_weight || self.st.live > self.st.capacity_entries {
+        while self.total_weight() > self.st.capacity_weight as u128 || self.st.live > self.st.capacity_entries
+        {
             let victim = [Region::Probation, Region::Protected, Region::Window]
                 .iter()
                 .map(|r| self.st.lists[*r as usize].tail)
@@ -1093,11 +1137,12 @@ where
 
     /// Moves the window boundary by `amount` weight units (positive: a larger window).
     fn resize_window(&mut self, amount: f64) {
-        let target = (self.st.window_max as f64 + amount).clamp(1.0, self.st.capacity_weight as f64) as u64;
+        // Clamped in integers: above 2^53 the bound as an `f64` may round up past itself.
+        let target = ((self.st.window_max as f64 + amount).max(1.0) as u64).min(self.st.capacity_weight);
         self.st.window_max = target;
         // Shrinking the window spills its LRU entries into the main space next insert; growing
         // it takes from probation's LRU into the window now, so the main space fits its share.
-        while self.main_weight() > self.main_max() {
+        while self.main_weight() > self.main_max() as u128 {
             let victim = self.main_victim();
             if victim == NIL {
                 break;
@@ -1107,5 +1152,31 @@ where
             self.push_tail(victim, Region::Window);
         }
         self.demote_protected_overflow();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Readers sharing a stripe can leave its tail behind a drained head (see
+    /// `drain_buffered`): the drain skips to the tail instead of replaying 2^32 stale slots
+    /// under the lock, and the stripe takes events again.
+    #[test]
+    fn a_tail_behind_the_head_is_skipped_not_replayed() {
+        let shard =
+            Shard::<u64, u64, ()>::new(Policy::Lfu, 64, 64, 1, foldhash::fast::FixedState::with_seed(1));
+        let stripe = &shard.stripes[0];
+        // Relaxed: one thread.
+        stripe.head.store(7, Ordering::Relaxed);
+        stripe.tail.store(6, Ordering::Relaxed);
+        let guard = &crossbeam_epoch::pin();
+        shard.with_lock(guard, None, |_| ());
+        assert_eq!(stripe.head.load(Ordering::Relaxed), 6);
+        assert_eq!(shard.accesses.load(Ordering::Relaxed), 0, "no stale event replayed");
+        shard.record(42, MISS as u32, guard, None);
+        assert_eq!(stripe.tail.load(Ordering::Relaxed), 7);
+        shard.with_lock(guard, None, |_| ());
+        assert_eq!(shard.accesses.load(Ordering::Relaxed), 1, "the new event is applied");
     }
 }

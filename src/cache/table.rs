@@ -290,6 +290,15 @@ impl<K, V, E> Table<K, V, E> {
         (fresh, moved)
     }
 
+    /// Retires every node in the table (freed once no reader holds it). Writer only, for a
+    /// table just replaced, whose nodes no other table holds.
+    pub fn retire_nodes(&self, guard: &Guard) {
+        for slot in self.slots.iter() {
+            // Relaxed: only the writer (us) stores into slots.
+            retire(slot.load(Ordering::Relaxed, guard), guard);
+        }
+    }
+
     /// Frees every node and then the table. Only when no reader can exist (`&mut` on the
     /// cache, in its `Drop`).
     pub fn destroy_with_nodes(owned: Shared<'_, Self>) {
