@@ -34,6 +34,12 @@ mod imp {
     /// stall loom's scheduler).
     pub use loom::sync::{Mutex as ShardMutex, MutexGuard as ShardMutexGuard};
 
+    /// Pins the current thread in crossbeam-epoch's default collector (loom's, here).
+    #[inline]
+    pub fn epoch_pin() -> crossbeam_epoch::Guard {
+        crossbeam_epoch::pin()
+    }
+
     /// Locks a shard: the guard, and whether a thread panicked holding it. A panic aborts a
     /// loom model, so under loom the lock is never found poisoned.
     #[inline]
@@ -81,6 +87,21 @@ mod imp {
 
     /// The L1's shard locks (modelled by loom in the loom build).
     pub use std::sync::{Mutex as ShardMutex, MutexGuard as ShardMutexGuard};
+
+    thread_local! {
+        /// This thread's participant in crossbeam-epoch's default collector, held here: the
+        /// lookup behind `crossbeam_epoch::pin()` is a call that is not inlined, 10 of an L1
+        /// `get`'s 160 instructions (perf-scripts/l1-instructions.sh get).
+        static EPOCH_HANDLE: crossbeam_epoch::LocalHandle = crossbeam_epoch::default_collector().register();
+    }
+
+    /// Pins the current thread in crossbeam-epoch's default collector, the one every guard
+    /// and retirement of the L1 uses.
+    #[inline]
+    pub fn epoch_pin() -> crossbeam_epoch::Guard {
+        // During thread teardown the handle may be gone: pin through crossbeam's own then.
+        EPOCH_HANDLE.try_with(|h| h.pin()).unwrap_or_else(|_| crossbeam_epoch::pin())
+    }
 
     /// Locks a shard: the guard, and whether a thread panicked holding it since the last
     /// lock. The poison is cleared: the caller repairs what the lock guards.

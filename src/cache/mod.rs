@@ -241,7 +241,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let guard = crossbeam_epoch::pin();
+        let guard = crate::sync::epoch_pin();
         self.find(key, &guard).cloned()
     }
 
@@ -255,7 +255,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let guard = crossbeam_epoch::pin();
+        let guard = crate::sync::epoch_pin();
         self.find(key, &guard).map(f)
     }
 
@@ -264,7 +264,7 @@ where
     }
 
     fn insert_entry(&self, key: K, value: V, expiry: E, only_if_absent: bool) -> bool {
-        let guard = crossbeam_epoch::pin();
+        let guard = crate::sync::epoch_pin();
         let (shard, hash) = self.locate(&key);
         // Outside the lock: the probe's cache misses (`Shard::peek`) and the allocation.
         if let Some(old) = shard.peek(&key, hash, &guard) {
@@ -310,7 +310,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let guard = crossbeam_epoch::pin();
+        let guard = crate::sync::epoch_pin();
         let (shard, hash) = self.locate(key);
         shard.with_lock(&guard, self.weigher.as_deref(), |locked| {
             let Some((slot, node)) = locked.find(key, hash) else { return false };
@@ -329,7 +329,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let guard = crossbeam_epoch::pin();
+        let guard = crate::sync::epoch_pin();
         let (shard, hash) = self.locate(key);
         shard.with_lock(&guard, self.weigher.as_deref(), |locked| match locked.find(key, hash) {
             Some((slot, node)) if pred(&node.value) => {
@@ -347,7 +347,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let guard = crossbeam_epoch::pin();
+        let guard = crate::sync::epoch_pin();
         let (shard, hash) = self.locate(key);
         shard.with_lock(&guard, self.weigher.as_deref(), |locked| {
             let (slot, node) = locked.find(key, hash)?;
