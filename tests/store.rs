@@ -647,3 +647,41 @@ fn warming_at_open_loads_the_most_confident_patterns() {
     let store = small(&path).open().unwrap();
     assert_eq!(store.metrics().l1.warmed, 0, "off by default");
 }
+
+/// `get_with` answers what `get` answers from every tier (the overlay and the L1 before a
+/// commit, SQLite after a reopen, then the L1), counts as a `get`, and calls its closure
+/// once, or not at all for a missing id or a bad one.
+#[test]
+fn get_with_borrows_what_get_returns_from_every_tier() {
+    let (_dir, path) = temp_db();
+    let store = small(&path).open().unwrap();
+    let p = pattern("beta", 8).with_confidence(0.75);
+    store.put(p.clone()).unwrap();
+    let calls = std::cell::Cell::new(0);
+    let read = |s: &Store, id: &str| {
+        s.get_with(id, |q| {
+            calls.set(calls.get() + 1);
+            q.clone()
+        })
+    };
+    assert_eq!(read(&store, "beta").unwrap(), Some(p.clone()), "before commit");
+    store.flush().unwrap();
+    store.close().unwrap();
+
+    let store = small(&path).open().unwrap();
+    assert_eq!(read(&store, "beta").unwrap(), Some(p.clone()), "from SQLite");
+    assert_eq!(read(&store, "beta").unwrap(), Some(p.clone()), "from the L1");
+    let m = store.metrics();
+    assert_eq!((m.ops.get, m.get_hits.sqlite, m.get_hits.l1), (2, 1, 1));
+    assert_eq!(store.get_with("beta", |q| q.confidence).unwrap(), Some(0.75));
+    assert_eq!(calls.get(), 3);
+
+    assert_eq!(read(&store, "missing").unwrap(), None);
+    assert_eq!(read(&store, "").unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(read(&store, "nul\0id").unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(calls.get(), 3, "no call for a missing or a bad id");
+    store.close().unwrap();
+
+    let reader = small(&path).read_only(true).open().unwrap();
+    assert_eq!(reader.get_with("beta", |q| q.id.clone()).unwrap().as_deref(), Some("beta"));
+}

@@ -147,6 +147,11 @@ struct BenchArgs {
     /// L1 budget of the W1/W3 store in MiB [default: the store's default].
     #[arg(long, value_name = "MIB")]
     l1_mib: Option<usize>,
+    /// W1's reads through `Store::get_with` (a closure that reads the confidence) instead
+    /// of `get`: not DESIGN.md's W1, but what the returned `Arc`'s reference count costs it.
+    /// The JSON's `w1.read` says which was run.
+    #[arg(long)]
+    w1_get_with: bool,
     /// Items of D(N) for `--codec`.
     #[arg(long, default_value_t = 20_000)]
     codec_items: usize,
@@ -906,6 +911,7 @@ fn run_mix(
     threads: usize,
     seed: u64,
     duration: Duration,
+    get_with: bool,
     bar: &ProgressBar,
 ) -> MixResult {
     assert!(ids.len() < 1 << 30, "ids are packed in 30 bits");
@@ -930,6 +936,10 @@ fn run_mix(
                             let r = (op >> 2) as usize;
                             let t0 = ops.is_multiple_of(LATENCY_EVERY).then(Instant::now);
                             let kind = match op & 3 {
+                                0 if get_with => {
+                                    std::hint::black_box(store.get_with(&ids[r], |p| p.confidence)?);
+                                    0
+                                }
                                 0 => {
                                     std::hint::black_box(store.get(&ids[r])?);
                                     0
@@ -1020,6 +1030,7 @@ fn w1(
             args.threads,
             args.seed ^ 0x5EED ^ rounds.len() as u64,
             Duration::from_secs_f64(round),
+            args.w1_get_with,
             &bar,
         )?;
         bar.finish_and_clear();
@@ -1038,7 +1049,15 @@ fn w1(
     let before = store.metrics();
     let bar = bar_for(args.seconds, "W1 agent-loop mix (ms)");
     let started = Instant::now();
-    let (ops, h) = run_mix(store, ids, args.threads, args.seed, Duration::from_secs_f64(args.seconds), &bar)?;
+    let (ops, h) = run_mix(
+        store,
+        ids,
+        args.threads,
+        args.seed,
+        Duration::from_secs_f64(args.seconds),
+        args.w1_get_with,
+        &bar,
+    )?;
     let flush_started = Instant::now();
     store.flush()?;
     let flush_ms = flush_started.elapsed().as_secs_f64() * 1e3;
@@ -1052,6 +1071,7 @@ fn w1(
             .max(1) as f64;
     Ok(json!({
         "ops": ops,
+        "read": if args.w1_get_with { "get_with" } else { "get" },
         "seconds": elapsed,
         "warmup_seconds": warmup_seconds,
         "warmup_rounds": rounds,
