@@ -298,9 +298,9 @@ fn assert_arena_mirrors_sqlite(path: &std::path::Path, dim: u32) -> usize {
     seen.len()
 }
 
-/// Puts that keep or change vectors, kinds and creation times, deletes and outcomes, in
-/// many batches: after each round the arena still mirrors SQLite, records appended only for
-/// changed vectors, kinds or creation times.
+/// Puts that keep or change vectors, kinds, creation times and contents (or change only the
+/// confidence), deletes and outcomes, in many batches: after each round the arena still
+/// mirrors SQLite, records appended only for changed vectors, kinds or creation times.
 #[test]
 fn the_arena_mirrors_sqlite_through_mixed_updates() {
     let (_dir, path) = temp_db();
@@ -328,12 +328,13 @@ fn the_arena_mirrors_sqlite_through_mixed_updates() {
                         None => Pattern::new(id.as_str(), "even", b"{}".to_vec()).with_embedding(unit(i, 8)),
                     };
                     p.confidence = rng.below(1000) as f64 / 1000.0;
-                    p.data = format!("{{\"r\":{round},\"s\":{step}}}").into_bytes();
                     match k {
                         4 => p.embedding = Some(unit(1_000 * (round * 600 + step) + i, 8)),
                         5 => p.kind = if p.kind == "even" { "odd".into() } else { "even".into() },
                         6 => p.created_at_ms += 1,
-                        _ => {}
+                        // The confidence alone: the row is left as it is.
+                        7 => {}
+                        _ => p.data = format!("{{\"r\":{round},\"s\":{step}}}").into_bytes(),
                     }
                     store.put(p).unwrap();
                 }
@@ -418,4 +419,38 @@ fn bad_queries_are_refused() {
     let bad = SearchOptions { min_confidence: Some(f32::NAN), ..Default::default() };
     assert_eq!(store.search_with(&unit(1, 8), 3, &bad).unwrap_err().kind(), ErrorKind::InvalidInput);
     let _ = pattern("x", 8);
+}
+
+/// A put that changes only what `stats` holds (an agent's new confidence) leaves the
+/// pattern's row as it is, `seq` included; one that changes the content rewrites it. Both
+/// read back whole after a reopen.
+#[test]
+fn a_put_of_the_confidence_alone_leaves_the_row_alone() {
+    let (_dir, path) = temp_db();
+    let store = store_of(4, &path);
+    let row = || {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.query_row("SELECT seq, pid FROM patterns WHERE id = 'p2'", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })
+        .unwrap()
+    };
+    let before = row();
+    let mut p2 = Pattern::clone(&store.get("p2").unwrap().unwrap());
+    p2.confidence = 0.875;
+    p2.usage_count = 3;
+    store.put(p2.clone()).unwrap();
+    store.flush().unwrap();
+    assert_eq!(row(), before, "the row is not rewritten");
+    p2.data = b"{\"new\":1}".to_vec();
+    store.put(p2.clone()).unwrap();
+    store.flush().unwrap();
+    let after = row();
+    assert!(after.0 > before.0 && after.1 != before.1, "{before:?} -> {after:?}: a new content is written");
+    store.close().unwrap();
+    let store = small(&path).open().unwrap();
+    let got = store.get("p2").unwrap().unwrap();
+    assert_eq!((got.confidence, got.usage_count, got.data.as_slice()), (0.875, 3, &b"{\"new\":1}"[..]));
+    store.close().unwrap();
+    assert_eq!(assert_arena_mirrors_sqlite(&path, 8), 4);
 }

@@ -43,7 +43,7 @@ use crate::sync::{thread, Arc, Ordering};
 /// The pattern's row, payload and vector, looked up before a put or delete (no `RETURNING`:
 /// it makes SQLite build an ephemeral table for every statement). The vector is on the page
 /// the update rewrites anyway; comparing it here spares the arena a read of its own copy.
-const FIND_PATTERN: &str = "SELECT rid, pid, embedding FROM patterns WHERE id = ?1";
+const FIND_PATTERN: &str = "SELECT rid, pid, embedding, kind, created_at_ms FROM patterns WHERE id = ?1";
 const INSERT_PATTERN: &str = "INSERT INTO patterns(id, kind, data, embedding, created_at_ms, seq, pid) \
      VALUES (?1, ?2, X'', ?3, ?4, ?5, ?6)";
 const UPDATE_PATTERN: &str = "UPDATE patterns SET kind = ?2, data = X'', embedding = ?3, \
@@ -71,6 +71,17 @@ const APPLY_OUTCOMES: &str = "UPDATE stats SET confidence = min(1.0, max(0.0, ?2
 const SET_LAST_BATCH: &str = "UPDATE meta SET value = ?1 WHERE key = 'last_batch'";
 
 /// The statements that write patterns and their payloads.
+/// What a put needs to know of a pattern's stored row.
+#[derive(Clone, Copy)]
+struct StoredRow {
+    rowid: i64,
+    /// The payload id; NULL for a pre-version-3 row.
+    pid: Option<i64>,
+    same_vector: bool,
+    same_kind: bool,
+    created_at_ms: i64,
+}
+
 struct PatternStatements {
     find_pattern: Statement,
     insert_pattern: Statement,
@@ -102,12 +113,17 @@ impl PatternStatements {
         })
     }
 
-    /// The rowid, payload id (NULL for a pre-version-3 row) of pattern `id`, and whether its
-    /// stored vector is `vector` (the little-endian bytes; false for `None`).
-    fn find(&mut self, id: &str, vector: Option<&[u8]>) -> Result<Option<(i64, Option<i64>, bool)>> {
+    /// The row of pattern `id`, if any; `vector` (the little-endian bytes of the one being
+    /// written) and `kind` are compared with the stored ones.
+    fn find(&mut self, id: &str, vector: Option<&[u8]>, kind: &str) -> Result<Option<StoredRow>> {
         self.find_pattern.query_row(&[Value::Text(id)], |row| {
-            let same = vector.is_some_and(|v| !row.is_null(2) && row.blob(2) == v);
-            Ok((row.i64(0), (!row.is_null(1)).then(|| row.i64(1)), same))
+            Ok(StoredRow {
+                rowid: row.i64(0),
+                pid: (!row.is_null(1)).then(|| row.i64(1)),
+                same_vector: vector.is_some_and(|v| !row.is_null(2) && row.blob(2) == v),
+                same_kind: row.text(3) == Some(kind),
+                created_at_ms: row.i64(4),
+            })
         })
     }
 
@@ -165,9 +181,16 @@ impl PatternStatements {
         payloads: &Payloads,
     ) -> Result<(i64, bool, bool)> {
         let vector = p.embedding.as_deref().map(embedding_bytes);
-        let existing = self.find(&p.id, vector.as_deref())?;
-        let held = existing.and_then(|(_, pid, _)| pid);
+        let existing = self.find(&p.id, vector.as_deref(), &p.kind)?;
+        let held = existing.and_then(|row| row.pid);
         let (pid, dedup) = self.reference(p, payload, held, payloads)?;
+        // Kind, vector, creation time and content all as stored (an agent's update of the
+        // counters or the confidence alone): the row stays as it is, and its page out of this
+        // batch's WAL frames; `seq` stays the batch that last changed it, all the arena's
+        // catch-up needs (the stats are refreshed from `stats`).
+        let unchanged = existing.is_some_and(|row| {
+            row.same_vector && row.same_kind && row.created_at_ms == p.created_at_ms && row.pid == Some(pid)
+        });
         let emb = vector.as_deref().map_or(Value::Null, Value::Blob);
         // Both statements bind (row, kind, embedding, created_at_ms, seq, pid); the row is the
         // rowid of an update, the id of an insert.
@@ -182,7 +205,8 @@ impl PatternStatements {
             ]
         };
         let rowid = match existing {
-            Some((rowid, _, _)) => {
+            Some(StoredRow { rowid, .. }) if unchanged => rowid,
+            Some(StoredRow { rowid, .. }) => {
                 self.update_pattern.execute(&row(Value::Int(rowid)))?;
                 rowid
             }
@@ -202,13 +226,13 @@ impl PatternStatements {
             Value::Int(p.failure_count as i64),
             Value::Int(p.last_used_ms),
         ])?;
-        Ok((rowid, dedup, existing.is_some_and(|(_, _, same)| same)))
+        Ok((rowid, dedup, existing.is_some_and(|row| row.same_vector)))
     }
 
     /// Deletes pattern `id`, its stats and its reference to its payload; false if it did not
     /// exist.
     fn delete(&mut self, id: &str) -> Result<bool> {
-        let Some((rowid, pid, _)) = self.find(id, None)? else { return Ok(false) };
+        let Some(StoredRow { rowid, pid, .. }) = self.find(id, None, "")? else { return Ok(false) };
         self.delete_pattern.execute(&[Value::Int(rowid)])?;
         self.delete_stats.execute(&[Value::Text(id)])?;
         if let Some(pid) = pid {
