@@ -42,6 +42,7 @@ fn metadata_per_entry(policy: Policy, capacity: usize, churn: u64) -> f64 {
     // Retired nodes wait for the epoch to advance: pin and flush until they are freed, so
     // what remains is what the cache holds.
     for _ in 0..256 {
+        cache.reclaim();
         crossbeam_epoch::pin().flush();
     }
     let held = LIVE.load(Ordering::Relaxed) - before;

@@ -392,6 +392,14 @@ where
     pub fn hits_misses(&self) -> (u64, u64) {
         (self.hits.get(), self.misses.get())
     }
+
+    /// Hands what this thread's writes retired (replaced and evicted entries, outgrown
+    /// tables) to the epoch collector and frees what no reader can still hold. Without it a
+    /// thread's retirements wait in its own batch until about 64 have gathered, or the
+    /// thread exits; call it after a burst of writes to return their memory at once.
+    pub fn reclaim(&self) {
+        crate::sync::epoch_pin().flush();
+    }
 }
 
 #[cfg(all(test, not(loom)))]
