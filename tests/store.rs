@@ -685,3 +685,40 @@ fn get_with_borrows_what_get_returns_from_every_tier() {
     let reader = small(&path).read_only(true).open().unwrap();
     assert_eq!(reader.get_with("beta", |q| q.id.clone()).unwrap().as_deref(), Some("beta"));
 }
+
+/// Outcomes submitted before a put are superseded by it, also when the writer cuts the
+/// queued writes into several transactions (`max_txn_ops`): they used to be applied on top of
+/// the put in a later one, and the cached copy missed the outcome after the put. (The same
+/// fix covers an outcome held behind a slot another producer was still writing, the race
+/// the stress test above hit once in CI; that race is not reproduced here.)
+#[test]
+fn outcomes_before_a_put_stay_superseded_when_a_batch_is_cut() {
+    let (_dir, path) = temp_db();
+    let open = || {
+        small(&path)
+            .max_txn_ops(4)
+            .batch_outcomes(1000)
+            .batch_patterns(1000)
+            .batch_interval(Duration::from_secs(60))
+            .open()
+            .unwrap()
+    };
+    let store = open();
+    store.put(pattern("x", 8)).unwrap();
+    store.flush().unwrap();
+    for _ in 0..10 {
+        store.record_outcome("x", Outcome::Success).unwrap();
+    }
+    store.put(pattern("x", 8).with_confidence(0.3)).unwrap();
+    store.record_outcome("x", Outcome::Failure).unwrap();
+    store.flush().unwrap();
+    let want = eta_step(0.3, Outcome::Failure, 0.1);
+    let check = |s: &Store, when: &str| {
+        let p = s.get("x").unwrap().unwrap();
+        assert_eq!((p.usage_count, p.success_count, p.failure_count), (1, 0, 1), "{when}");
+        assert!((p.confidence - want).abs() < 1e-12, "{when}: {} vs {want}", p.confidence);
+    };
+    check(&store, "cached");
+    store.close().unwrap();
+    check(&open(), "after reopen");
+}

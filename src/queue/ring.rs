@@ -212,6 +212,16 @@ impl<T> Consumer<T> {
         self.len() == 0
     }
 
+    /// Whether the oldest claimed slot holds a value yet (false when the ring is empty, or a
+    /// producer has claimed the slot and is still writing it).
+    pub fn head_is_written(&self) -> bool {
+        let shared = &*self.shared;
+        // Relaxed: only this consumer writes `head`.
+        let head = shared.head.load(Ordering::Relaxed);
+        // Acquire: as in `pop`.
+        shared.slots[head & shared.mask].stamp.load(Ordering::Acquire) == head.wrapping_add(1)
+    }
+
     /// The position of the next pop.
     pub fn position(&self) -> usize {
         // Relaxed: only this consumer writes `head`.

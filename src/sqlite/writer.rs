@@ -34,6 +34,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::l2::L2Writer;
 use crate::pattern::OutcomeSum;
 use crate::payload::{Payload, Payloads};
+use crate::queue::ring::Consumer;
 use crate::queue::{Control, OutcomeOp, PutOp, Receivers, Write};
 use crate::sqlite::embedding_bytes;
 use crate::sqlite::ffi::{Connection, Statement, Value};
@@ -239,6 +240,21 @@ impl PatternStatements {
             self.release(pid)?;
         }
         Ok(true)
+    }
+}
+
+/// Pops the head of `lane` if its number is below `below`. A head that a producer has
+/// claimed but not yet written is waited for (it is being written now): it may be one of them.
+fn take_below<T>(lane: &mut Consumer<T>, below: u64, seq: impl Fn(&T) -> u64) -> Option<T> {
+    loop {
+        if let Some(v) = lane.pop_if(|v| seq(v) < below) {
+            return Some(v);
+        }
+        if lane.position() == lane.claimed() || lane.head_is_written() {
+            // Empty, or its head is numbered `below` or above.
+            return None;
+        }
+        thread::yield_now();
     }
 }
 
@@ -535,9 +551,29 @@ impl Writer {
                 None => break,
             }
         }
-        if let Some(max_outcome) = outcomes.iter().map(|o| o.seq).max() {
-            while let Some(p) = self.rx.puts.pop_if(|p| p.seq < max_outcome) {
+        // The writes of an id apply in the order they were numbered: an outcome numbered
+        // below a taken put must be in this batch (to be superseded by it, or applied before
+        // it), and so must a put numbered below a taken outcome. A number is taken before its
+        // write is pushed, so what was submitted before a write sits at its lane's head,
+        // numbered below it: take from each lane's head until both are past the other's
+        // highest number. Without this, the outcomes beyond `max_ops` (or behind a slot a
+        // producer was still writing) were applied on top of a later put in the next batch.
+        let mut max_put = puts.iter().map(|p| p.seq).max().unwrap_or(0);
+        let mut max_outcome = outcomes.iter().map(|o| o.seq).max().unwrap_or(0);
+        loop {
+            let mut took = false;
+            while let Some(o) = take_below(&mut self.rx.outcomes, max_put, |o| o.seq) {
+                max_outcome = max_outcome.max(o.seq);
+                outcomes.push(o);
+                took = true;
+            }
+            while let Some(p) = take_below(&mut self.rx.puts, max_outcome, |p| p.seq) {
+                max_put = max_put.max(p.seq);
                 puts.push(p);
+                took = true;
+            }
+            if !took {
+                break;
             }
         }
         if puts.is_empty() && outcomes.is_empty() {
