@@ -285,6 +285,18 @@ mod tests {
     }
 
     #[test]
+    fn head_is_written_only_while_a_value_waits() {
+        let (tx, mut rx) = ring::<u32>(4);
+        assert!(!rx.head_is_written(), "empty");
+        tx.push(1).unwrap();
+        assert!(rx.head_is_written());
+        assert_eq!(rx.pop_if(|_| false), None);
+        assert!(rx.head_is_written(), "left by pop_if");
+        assert_eq!(rx.pop(), Some(1));
+        assert!(!rx.head_is_written(), "empty again");
+    }
+
+    #[test]
     fn unconsumed_values_are_dropped() {
         let marker = Arc::new(());
         {
