@@ -464,10 +464,22 @@ fn metrics_have_no_side_effects() {
 /// equal a single-threaded model of the same operations.
 #[test]
 fn stress_mixed_operations_match_a_single_threaded_model() {
+    stress_against_a_model(|c| c);
+}
+
+/// The same with transactions of at most 8 writes, so that the writer cuts what is queued
+/// into many transactions while the threads write (the ordering of an id's writes across
+/// them).
+#[test]
+fn stress_with_small_transactions_matches_the_model() {
+    stress_against_a_model(|c| c.max_txn_ops(8));
+}
+
+fn stress_against_a_model(tune: impl Fn(patternbank::Config) -> patternbank::Config) {
     let (_dir, path) = temp_db();
     let eta = 0.1;
     let store = Arc::new(
-        small(&path).l1_capacity_bytes(16 << 10).batch_outcomes(64).batch_patterns(32).open().unwrap(),
+        tune(small(&path).l1_capacity_bytes(16 << 10).batch_outcomes(64).batch_patterns(32)).open().unwrap(),
     );
     let threads = 4;
     let ids_per_thread = 50;
@@ -533,7 +545,7 @@ fn stress_mixed_operations_match_a_single_threaded_model() {
     // The same through a fresh store: what SQLite holds, not only the L1.
     let store = Arc::into_inner(store).unwrap();
     store.close().unwrap();
-    let reopened = small(&path).open().unwrap();
+    let reopened = tune(small(&path)).open().unwrap();
     for model in &models {
         for (id, &(c, uses, _, _)) in model {
             let p = reopened.get(id).unwrap().unwrap();
