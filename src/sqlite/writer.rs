@@ -41,9 +41,10 @@ use crate::sqlite::ffi::{Connection, Statement, Value};
 use crate::store::Shared;
 use crate::sync::{thread, Arc, Ordering};
 
-/// The pattern's row, payload and vector, looked up before a put or delete (no `RETURNING`:
-/// it makes SQLite build an ephemeral table for every statement). The vector is on the page
-/// the update rewrites anyway; comparing it here spares the arena a read of its own copy.
+/// The pattern's row, payload, vector, kind and creation time, looked up before a put or
+/// delete (no `RETURNING`: it makes SQLite build an ephemeral table for every statement).
+/// They are on the row's own page; comparing them here spares the arena a read of its own
+/// copy, and a put that changes none of them (nor the content) the rewrite of the row.
 const FIND_PATTERN: &str = "SELECT rid, pid, embedding, kind, created_at_ms FROM patterns WHERE id = ?1";
 const INSERT_PATTERN: &str = "INSERT INTO patterns(id, kind, data, embedding, created_at_ms, seq, pid) \
      VALUES (?1, ?2, X'', ?3, ?4, ?5, ?6)";
@@ -71,7 +72,6 @@ const APPLY_OUTCOMES: &str = "UPDATE stats SET confidence = min(1.0, max(0.0, ?2
      failure_count = failure_count + ?6, last_used_ms = max(last_used_ms, ?7) WHERE id = ?1";
 const SET_LAST_BATCH: &str = "UPDATE meta SET value = ?1 WHERE key = 'last_batch'";
 
-/// The statements that write patterns and their payloads.
 /// What a put needs to know of a pattern's stored row.
 #[derive(Clone, Copy)]
 struct StoredRow {
@@ -83,6 +83,7 @@ struct StoredRow {
     created_at_ms: i64,
 }
 
+/// The statements that write patterns and their payloads.
 struct PatternStatements {
     find_pattern: Statement,
     insert_pattern: Statement,
